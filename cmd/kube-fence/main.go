@@ -1,0 +1,32 @@
+// Command kube-fence enforces Kubernetes NetworkPolicy with native nftables,
+// diagnoses the foreign rules that break iptables-nft based tools, and proves
+// enforcement with real packets in a lab of network namespaces.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintln(os.Stderr, "kube-fence:", ex.msg)
+			}
+			os.Exit(ex.code)
+		}
+		fmt.Fprintln(os.Stderr, "kube-fence:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the command with a specific exit status.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }

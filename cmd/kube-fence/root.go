@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kube-fence/kube-fence/internal/version"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kube-fence",
+		Short: "Kubernetes NetworkPolicy enforced with native nftables, in a table of its own",
+		Long: `kube-fence enforces Kubernetes NetworkPolicy with native nftables over netlink, in a
+table it owns (inet kube-fence), so no foreign rule can break it and it can break no
+iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
+
+  lab      prove enforcement with real packets in network namespaces`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newVersionCmd(), newLabCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the kube-fence version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version.String())
+			return err
+		},
+	}
+}

@@ -1,0 +1,279 @@
+// Package addrset holds sets of IP addresses in one canonical form: for each
+// family, a sorted list of disjoint, non-adjacent, inclusive ranges.
+//
+// Canonical form matters because the dataplane compares the sets it wants with
+// the sets it reads back from the kernel, and because nftables interval sets
+// reject overlapping elements: whatever the policy says (a pod IP inside an
+// ipBlock, an except that splits a CIDR), the set handed to the kernel must
+// already be merged.
+package addrset
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Range is an inclusive range of addresses of one family.
+type Range struct {
+	From, To netip.Addr
+}
+
+// Contains reports whether a lies within r.
+func (r Range) Contains(a netip.Addr) bool {
+	return r.From.Compare(a) <= 0 && a.Compare(r.To) <= 0
+}
+
+// Prefix returns r as a single prefix when it is exactly one.
+func (r Range) Prefix() (netip.Prefix, bool) {
+	bits := r.From.BitLen()
+	for l := 0; l <= bits; l++ {
+		p := netip.PrefixFrom(r.From, l).Masked()
+		if p.Addr() != r.From {
+			continue
+		}
+		if lastAddr(p) == r.To {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func (r Range) String() string {
+	if r.From == r.To {
+		return r.From.String()
+	}
+	if p, ok := r.Prefix(); ok {
+		return p.String()
+	}
+	return r.From.String() + "-" + r.To.String()
+}
+
+// Set is an immutable set of IPv4 and IPv6 addresses. The zero value is empty.
+type Set struct {
+	v4, v6 []Range
+}
+
+// All returns the set of every IPv4 and IPv6 address.
+func All() Set {
+	return Of(netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+}
+
+// Of returns the set holding exactly the given prefixes.
+func Of(prefixes ...netip.Prefix) Set {
+	var b Builder
+	for _, p := range prefixes {
+		b.AddPrefix(p)
+	}
+	return b.Set()
+}
+
+// OfAddrs returns the set holding exactly the given addresses.
+func OfAddrs(addrs ...netip.Addr) Set {
+	var b Builder
+	for _, a := range addrs {
+		b.AddAddr(a)
+	}
+	return b.Set()
+}
+
+// IsEmpty reports whether s holds no address.
+func (s Set) IsEmpty() bool { return len(s.v4) == 0 && len(s.v6) == 0 }
+
+// V4 returns the IPv4 ranges in order. The caller must not modify them.
+func (s Set) V4() []Range { return s.v4 }
+
+// V6 returns the IPv6 ranges in order. The caller must not modify them.
+func (s Set) V6() []Range { return s.v6 }
+
+// Contains reports whether a is in s. IPv4-mapped IPv6 addresses are not
+// unmapped: the kernel sees them as IPv6, so must we.
+func (s Set) Contains(a netip.Addr) bool {
+	rs := s.v4
+	if a.Is6() {
+		rs = s.v6
+	}
+	_, found := slices.BinarySearchFunc(rs, a, func(r Range, a netip.Addr) int {
+		if r.To.Compare(a) < 0 {
+			return -1
+		}
+		if r.From.Compare(a) > 0 {
+			return 1
+		}
+		return 0
+	})
+	return found
+}
+
+// Equal reports whether s and t hold the same addresses.
+func (s Set) Equal(t Set) bool {
+	return slices.Equal(s.v4, t.v4) && slices.Equal(s.v6, t.v6)
+}
+
+// Union returns the addresses in s or t.
+func (s Set) Union(t Set) Set {
+	if t.IsEmpty() {
+		return s
+	}
+	if s.IsEmpty() {
+		return t
+	}
+	return Set{v4: union(s.v4, t.v4), v6: union(s.v6, t.v6)}
+}
+
+// Subtract returns the addresses in s and not in t.
+func (s Set) Subtract(t Set) Set {
+	if s.IsEmpty() || t.IsEmpty() {
+		return s
+	}
+	return Set{v4: subtract(s.v4, t.v4), v6: subtract(s.v6, t.v6)}
+}
+
+// Intersect returns the addresses in both s and t.
+func (s Set) Intersect(t Set) Set {
+	if s.IsEmpty() || t.IsEmpty() {
+		return Set{}
+	}
+	return s.Subtract(s.Subtract(t))
+}
+
+// Len returns the number of ranges in s, both families together.
+func (s Set) Len() int { return len(s.v4) + len(s.v6) }
+
+// String lists the ranges, IPv4 first, as prefixes where they are prefixes.
+func (s Set) String() string {
+	parts := make([]string, 0, s.Len())
+	for _, r := range s.v4 {
+		parts = append(parts, r.String())
+	}
+	for _, r := range s.v6 {
+		parts = append(parts, r.String())
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// Builder collects addresses and ranges and normalises them once, which keeps
+// building a set of n pod addresses at O(n log n).
+type Builder struct {
+	v4, v6 []Range
+}
+
+// AddAddr adds one address. Zone and IPv4-mapping are kept as the kernel
+// would see them: a zoned address is added without its zone.
+func (b *Builder) AddAddr(a netip.Addr) {
+	a = a.WithZone("")
+	b.AddRange(Range{From: a, To: a})
+}
+
+// AddPrefix adds every address of p.
+func (b *Builder) AddPrefix(p netip.Prefix) {
+	p = p.Masked()
+	b.AddRange(Range{From: p.Addr(), To: lastAddr(p)})
+}
+
+// AddRange adds r. It panics if r mixes families or is reversed, which is a
+// programming error: ranges come from prefixes or single addresses.
+func (b *Builder) AddRange(r Range) {
+	if r.From.Is4() != r.To.Is4() || r.From.Compare(r.To) > 0 {
+		panic(fmt.Sprintf("addrset: invalid range %v-%v", r.From, r.To))
+	}
+	if r.From.Is4() {
+		b.v4 = append(b.v4, r)
+	} else {
+		b.v6 = append(b.v6, r)
+	}
+}
+
+// AddSet adds every address of s.
+func (b *Builder) AddSet(s Set) {
+	b.v4 = append(b.v4, s.v4...)
+	b.v6 = append(b.v6, s.v6...)
+}
+
+// Set returns the canonical set of everything added so far.
+func (b *Builder) Set() Set {
+	return Set{v4: normalize(b.v4), v6: normalize(b.v6)}
+}
+
+// normalize sorts and merges overlapping or adjacent ranges in place.
+func normalize(rs []Range) []Range {
+	if len(rs) == 0 {
+		return nil
+	}
+	slices.SortFunc(rs, func(a, b Range) int { return a.From.Compare(b.From) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		if touches(*last, r) {
+			if r.To.Compare(last.To) > 0 {
+				last.To = r.To
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return slices.Clip(out)
+}
+
+// touches reports whether b (which starts at or after a) overlaps a or begins
+// right after it.
+func touches(a, b Range) bool {
+	if b.From.Compare(a.To) <= 0 {
+		return true
+	}
+	next := a.To.Next()
+	return next.IsValid() && next == b.From
+}
+
+func union(a, b []Range) []Range {
+	all := make([]Range, 0, len(a)+len(b))
+	all = append(all, a...)
+	all = append(all, b...)
+	return normalize(all)
+}
+
+// subtract removes every range of b from a; both are canonical.
+func subtract(a, b []Range) []Range {
+	var out []Range
+	j := 0
+	for _, r := range a {
+		cur := r
+		alive := true
+		for j < len(b) && b[j].To.Compare(cur.From) < 0 {
+			j++
+		}
+		for k := j; k < len(b) && b[k].From.Compare(cur.To) <= 0; k++ {
+			cut := b[k]
+			if cut.From.Compare(cur.From) > 0 {
+				out = append(out, Range{From: cur.From, To: cut.From.Prev()})
+			}
+			if cut.To.Compare(cur.To) >= 0 {
+				alive = false
+				break
+			}
+			cur.From = cut.To.Next()
+		}
+		if alive {
+			out = append(out, cur)
+		}
+	}
+	return out
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As16()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	for i := bits; i < 128; i++ {
+		a[i/8] |= 1 << (7 - i%8)
+	}
+	out := netip.AddrFrom16(a)
+	if p.Addr().Is4() {
+		return out.Unmap()
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kube-fence/kube-fence/internal/addrset"
+)
+
+// Direction is the side of a connection a policy rule governs, seen from the
+// selected pod.
+type Direction uint8
+
+const (
+	Ingress Direction = iota
+	Egress
+)
+
+func (d Direction) String() string {
+	if d == Egress {
+		return "egress"
+	}
+	return "ingress"
+}
+
+// Protocol is an IP protocol number; only those NetworkPolicy names are used.
+type Protocol uint8
+
+const (
+	TCP  Protocol = 6
+	UDP  Protocol = 17
+	SCTP Protocol = 132
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	case SCTP:
+		return "SCTP"
+	}
+	return fmt.Sprintf("protocol-%d", uint8(p))
+}
+
+// ProtocolFromAPI maps a Kubernetes protocol name; the empty name means TCP,
+// as the API defaults it.
+func ProtocolFromAPI(p corev1.Protocol) (Protocol, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return TCP, true
+	case corev1.ProtocolUDP:
+		return UDP, true
+	case corev1.ProtocolSCTP:
+		return SCTP, true
+	}
+	return 0, false
+}
+
+// Plan is everything one node must enforce: its own pods, the decision each
+// isolated pod needs per direction, and the node's own addresses. It is the
+// only thing the dataplane knows about Kubernetes.
+type Plan struct {
+	Node string
+	// Pods are the enforceable pods on the node, sorted by namespace and name.
+	Pods []LocalPod
+	// Profiles are the decisions the pods refer to, sorted by ID. Pods
+	// selected by the same policies (and, for ingress, resolving the same
+	// named ports) share one profile.
+	Profiles []*Profile
+	// NodeAddrs are the node's own addresses. Traffic from them to the
+	// node's pods is always allowed, as Kubernetes requires.
+	NodeAddrs addrset.Set
+	// PodCIDRs are the node's pod ranges. When DefaultDenyUnknown is set,
+	// an address in them that is not one of Pods is treated as isolated in
+	// both directions until its pod is known.
+	PodCIDRs           addrset.Set
+	DefaultDenyUnknown bool
+	// Problems lists the policy parts that could not be compiled. Each was
+	// left out; the policy still isolates the pods it selects.
+	Problems []Problem
+}
+
+// LocalPod is an enforceable pod on the plan's node.
+type LocalPod struct {
+	Namespace, Name string
+	IPs             []netip.Addr
+	// Ingress and Egress name the profile deciding that direction, or are
+	// empty when the pod is not isolated in that direction.
+	Ingress, Egress ProfileID
+}
+
+// Key returns "namespace/name".
+func (p LocalPod) Key() string { return p.Namespace + "/" + p.Name }
+
+// ProfileID identifies a profile by what defines it (direction, the
+// policies selecting the pod, the named ports it resolves), not by its
+// content, so a peer pod appearing changes a profile's sets without
+// renaming it.
+type ProfileID string
+
+// Profile is the allow decision for one direction of a group of pods: the
+// union of the rules of every policy that selects them. Anything it does not
+// allow is denied.
+type Profile struct {
+	ID        ProfileID
+	Direction Direction
+	// Policies are the "namespace/name" of the policies behind the profile.
+	Policies []string
+	// Any holds the peers allowed on every protocol and port.
+	Any addrset.Set
+	// Ports are disjoint port ranges, sorted by protocol and first port, each
+	// with the peers allowed on it.
+	Ports []PortClass
+}
+
+// PortClass is a range of ports of one protocol whose allowed peers are the
+// same throughout the range.
+type PortClass struct {
+	Protocol    Protocol
+	First, Last uint16 // inclusive
+	Peers       addrset.Set
+}
+
+// Allows reports whether the profile lets traffic to or from peer on proto and
+// port through. It evaluates the plan exactly as the dataplane programs it, so
+// tests can compare it with the reference evaluator.
+func (p *Profile) Allows(peer netip.Addr, proto Protocol, port uint16) bool {
+	if p.Any.Contains(peer) {
+		return true
+	}
+	i, found := slices.BinarySearchFunc(p.Ports, portKey{proto, port}, comparePort)
+	return found && p.Ports[i].Peers.Contains(peer)
+}
+
+type portKey struct {
+	proto Protocol
+	port  uint16
+}
+
+func comparePort(c PortClass, k portKey) int {
+	switch {
+	case c.Protocol < k.proto:
+		return -1
+	case c.Protocol > k.proto:
+		return 1
+	case c.Last < k.port:
+		return -1
+	case c.First > k.port:
+		return 1
+	}
+	return 0
+}
+
+// Profile returns the profile with the given ID, or nil.
+func (pl *Plan) Profile(id ProfileID) *Profile {
+	i, ok := slices.BinarySearchFunc(pl.Profiles, id, func(p *Profile, id ProfileID) int {
+		switch {
+		case p.ID < id:
+			return -1
+		case p.ID > id:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return nil
+	}
+	return pl.Profiles[i]
+}
+
+// Problem is a part of a NetworkPolicy kube-fence could not enforce.
+type Problem struct {
+	Policy  string // "namespace/name"
+	Field   string // path in the object, such as spec.ingress[0].from[1].ipBlock.cidr
+	Message string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("networkpolicy %s: %s: %s", p.Policy, p.Field, p.Message)
+}

@@ -1,0 +1,29 @@
+// Package testenv states what a test needs from the machine and fails loudly
+// when it is missing: a test here never skips itself silently.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireRoot fails the test unless it runs as root, which real-kernel tests
+// need to create network namespaces and program nftables.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test uses the real kernel (network namespaces, nftables) and needs root: run `go test` as root, as .ci/run does")
+	}
+}
+
+// RequireBinary fails the test unless name is on PATH, naming the Debian
+// package that provides it, and returns its path.
+func RequireBinary(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("this test needs %s on PATH (Debian package %s; .ci/run installs it): %v", name, debianPackage, err)
+	}
+	return p
+}
