@@ -47,9 +47,9 @@ func TestCanonicalForm(t *testing.T) {
 
 func TestSubtract(t *testing.T) {
 	cases := []struct {
-		name     string
+		name      string
 		from, cut []string
-		want     string
+		want      string
 	}{
 		{"except in the middle", []string{"10.0.0.0/24"}, []string{"10.0.0.128/26"}, "{10.0.0.0/25, 10.0.0.192/26}"},
 		{"except at the start", []string{"10.0.0.0/24"}, []string{"10.0.0.0/25"}, "{10.0.0.128/25}"},

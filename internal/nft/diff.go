@@ -1,0 +1,282 @@
+package nft
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables/expr"
+)
+
+// Delta is what turns one table into another: the differences in words and
+// the operations, grouped so they can be sent in a safe order within one
+// transaction.
+type Delta struct {
+	// Differences describe every difference found, for logs, events and
+	// verification reports.
+	Differences []string
+	// Rebuild asks for the whole table to be deleted and created again in the
+	// same transaction: needed when an object must change in a way the
+	// kernel cannot update in place (a set of another type, a base chain on
+	// another hook).
+	Rebuild bool
+
+	AddSets      []*Set            // new sets, with their elements
+	DelSets      []string          // sets to delete
+	AddChains    []*Chain          // new chains, with their rules
+	DelChains    []string          // chains to delete
+	ReplaceRules []*Chain          // existing chains whose rules are replaced
+	AddElems     map[string][]Elem // set name -> elements to add
+	DelElems     map[string][]Elem // set name -> elements to delete
+}
+
+// Empty reports whether the two tables were equal.
+func (d *Delta) Empty() bool { return len(d.Differences) == 0 }
+
+// Elements returns the number of element additions and deletions, a measure
+// of the transaction's size.
+func (d *Delta) Elements() (added, deleted int) {
+	for _, es := range d.AddElems {
+		added += len(es)
+	}
+	for _, s := range d.AddSets {
+		added += len(s.Elems)
+	}
+	for _, es := range d.DelElems {
+		deleted += len(es)
+	}
+	return added, deleted
+}
+
+// Diff returns what must change for have to become want. have may be nil
+// when the kernel holds no table.
+func Diff(want, have *Table) *Delta {
+	d := &Delta{AddElems: map[string][]Elem{}, DelElems: map[string][]Elem{}}
+	if have == nil {
+		// Everything is missing: one line says so better than thousands.
+		d.note("table inet %s: missing", TableName)
+		d.AddSets = make([]*Set, 0, len(want.Sets))
+		for _, name := range want.SetNames() {
+			d.AddSets = append(d.AddSets, want.Sets[name])
+		}
+		for _, name := range want.ChainNames() {
+			d.AddChains = append(d.AddChains, want.Chains[name])
+		}
+		return d
+	}
+	for _, name := range want.SetNames() {
+		w, h := want.Sets[name], have.Sets[name]
+		switch {
+		case h == nil:
+			d.note("set %s: missing", name)
+			d.AddSets = append(d.AddSets, w)
+		case h.Type != w.Type:
+			d.note("set %s: has type %s, want %s", name, typeText(h.Type), typeText(w.Type))
+			d.Rebuild = true
+		default:
+			d.diffElems(w, h)
+		}
+	}
+	for _, name := range have.SetNames() {
+		if want.Sets[name] == nil {
+			d.note("set %s: not wanted", name)
+			d.DelSets = append(d.DelSets, name)
+		}
+	}
+	var known map[string]string // built on first need: most diffs find no rule difference
+	for _, name := range want.ChainNames() {
+		w, h := want.Chains[name], have.Chains[name]
+		switch {
+		case h == nil:
+			d.note("chain %s: missing", name)
+			d.AddChains = append(d.AddChains, w)
+		case !sameHook(w.Hook, h.Hook):
+			d.note("chain %s: hook is %s, want %s", name, hookText(h.Hook), hookText(w.Hook))
+			d.Rebuild = true
+		default:
+			if !sameRules(w.Rules, h.Rules) {
+				if known == nil {
+					known = knownRuleTexts(want)
+				}
+				diffs := diffRules(name, w.Rules, h.Rules, known)
+				d.Differences = append(d.Differences, diffs...)
+				d.ReplaceRules = append(d.ReplaceRules, w)
+			}
+		}
+	}
+	for _, name := range have.ChainNames() {
+		if want.Chains[name] == nil {
+			d.note("chain %s: not wanted", name)
+			d.DelChains = append(d.DelChains, name)
+		}
+	}
+	return d
+}
+
+func (d *Delta) note(format string, args ...any) {
+	d.Differences = append(d.Differences, fmt.Sprintf(format, args...))
+}
+
+// diffElems compares elements of two sets of the same type; both lists are
+// in canonical order, so one merge pass finds the differences.
+func (d *Delta) diffElems(w, h *Set) {
+	i, j := 0, 0
+	for i < len(w.Elems) || j < len(h.Elems) {
+		var c int
+		switch {
+		case i == len(w.Elems):
+			c = 1
+		case j == len(h.Elems):
+			c = -1
+		default:
+			c = compareElemKey(w.Elems[i], h.Elems[j])
+		}
+		switch {
+		case c < 0:
+			d.note("set %s: missing element %s", w.Name, ElemText(w.Type, w.Elems[i]))
+			d.AddElems[w.Name] = append(d.AddElems[w.Name], w.Elems[i])
+			i++
+		case c > 0:
+			d.note("set %s: unexpected element %s", w.Name, ElemText(h.Type, h.Elems[j]))
+			d.DelElems[w.Name] = append(d.DelElems[w.Name], h.Elems[j])
+			j++
+		default:
+			if !sameElemValue(w.Elems[i], h.Elems[j]) {
+				d.note("set %s: element is %s, want %s", w.Name, ElemText(h.Type, h.Elems[j]), ElemText(w.Type, w.Elems[i]))
+				d.DelElems[w.Name] = append(d.DelElems[w.Name], h.Elems[j])
+				d.AddElems[w.Name] = append(d.AddElems[w.Name], w.Elems[i])
+			}
+			i++
+			j++
+		}
+	}
+}
+
+func compareElemKey(a, b Elem) int {
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.KeyEnd, b.KeyEnd)
+}
+
+func sameElemValue(a, b Elem) bool {
+	if a.Comment != b.Comment || (a.Verdict == nil) != (b.Verdict == nil) {
+		return false
+	}
+	return a.Verdict == nil || *a.Verdict == *b.Verdict
+}
+
+func sameHook(a, b *Hook) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func hookText(h *Hook) string {
+	if h == nil {
+		return "none (regular chain)"
+	}
+	return fmt.Sprintf("%s priority %s policy %s", h.Hook, priorityText(h.Priority), h.Policy)
+}
+
+// sameRules reports whether two rule lists are equal. Rules we built carry
+// their text, which our builders derive from the expressions, so two built
+// rules compare by text; a rule read back compares by canonical form.
+func sameRules(want, have []Rule) bool {
+	if len(want) != len(have) {
+		return false
+	}
+	for k := range want {
+		w, h := want[k], have[k]
+		if w.Comment != h.Comment {
+			return false
+		}
+		if w.Text != "" && h.Text != "" {
+			if w.Text != h.Text {
+				return false
+			}
+			continue
+		}
+		if RuleKey(w) != RuleKey(h) {
+			return false
+		}
+	}
+	return true
+}
+
+// diffRules compares rule lists; any difference replaces the whole chain's
+// rules, which stay few per chain by design.
+func diffRules(chain string, want, have []Rule, known map[string]string) []string {
+	text := func(r Rule) string {
+		if r.Text == "" {
+			if t, ok := known[RuleKey(r)]; ok {
+				return t
+			}
+		}
+		return ruleText(r)
+	}
+	var out []string
+	n := max(len(want), len(have))
+	for k := 0; k < n; k++ {
+		switch {
+		case k >= len(have):
+			out = append(out, fmt.Sprintf("chain %s: rule %d missing: %s", chain, k+1, text(want[k])))
+		case k >= len(want):
+			out = append(out, fmt.Sprintf("chain %s: unexpected rule %d: %s", chain, k+1, text(have[k])))
+		case RuleKey(want[k]) != RuleKey(have[k]):
+			out = append(out, fmt.Sprintf("chain %s: rule %d is %s, want %s", chain, k+1, text(have[k]), text(want[k])))
+		}
+	}
+	return out
+}
+
+// knownRuleTexts maps the canonical form of every rule we build to its
+// text, so rules read back from the kernel can be named as nft would print
+// them when they are ours (misplaced rather than foreign).
+func knownRuleTexts(t *Table) map[string]string {
+	m := map[string]string{}
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			m[RuleKey(r)] = ruleText(r)
+		}
+	}
+	return m
+}
+
+func ruleText(r Rule) string {
+	t := r.Text
+	if t == "" {
+		t = exprsText(r.Exprs)
+	}
+	if r.Comment != "" {
+		t += fmt.Sprintf(" comment %q", r.Comment)
+	}
+	return t
+}
+
+// RuleKey is a rule's canonical form: its expressions with the fields that
+// only matter inside one transaction (set IDs) cleared, and its comment.
+func RuleKey(r Rule) string {
+	var b strings.Builder
+	for _, e := range r.Exprs {
+		if l, ok := e.(*expr.Lookup); ok {
+			c := *l
+			c.SetID = 0
+			e = &c
+		}
+		fmt.Fprintf(&b, "%T%+v;", e, e)
+	}
+	b.WriteString("#" + r.Comment)
+	return b.String()
+}
+
+// exprsText describes expressions we did not build (read back from the
+// kernel) compactly enough for a log line.
+func exprsText(es []expr.Any) string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = strings.TrimPrefix(fmt.Sprintf("%T%+v", e, e), "*expr.")
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}

@@ -1,0 +1,18 @@
+// Package nft turns a node's policy plan into kube-fence's own nftables table
+// and keeps the kernel's copy of that table equal to it.
+//
+// The flow is one way: Render (pure) builds the desired Table from a
+// policy.Plan; Diff (pure) compares two Tables and lists the differences in
+// words plus the operations that remove them; a Conn (netlink, through
+// github.com/google/nftables) applies those operations as one atomic
+// transaction, reads the table back and compares again. Text prints a Table in
+// nft syntax for humans and for `nft -f`.
+//
+// The table's rules are fixed and its data changes: per-pod and per-peer facts
+// live in sets and verdict maps, so a pod appearing or a label changing is a
+// handful of element updates, and the per-packet cost is a few lookups
+// whatever the number of policies. docs/design.md describes the layout.
+//
+// Nothing here writes outside the one table kube-fence owns, and nothing runs
+// the nft or iptables binaries.
+package nft

@@ -1,0 +1,382 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Reading back: chains and rules through google/nftables (its expression
+// decoders are the valuable part), table, sets and elements with our own
+// small dumps, because v0.3.0 loses a verdict map's key type when decoding a
+// set and does not expose the table's owner.
+
+// tableInfo is the kernel's view of kube-fence's table header.
+type tableInfo struct {
+	Flags uint32
+	Owner uint32 // netlink port ID of the owning socket, 0 when unowned
+}
+
+// Table flags (include/uapi/linux/netfilter/nf_tables.h).
+const (
+	tableFlagOwner   uint32 = 0x2
+	tableFlagPersist uint32 = 0x4
+	nftaTableOwner          = 7 // NFTA_TABLE_OWNER, newer than x/sys knows
+)
+
+func nfgen(family byte) []byte { return []byte{family, unix.NFNETLINK_V0, 0, 0} }
+
+func request(msgType int, flags netlink.HeaderFlags, attrs ...netlink.Attribute) (netlink.Message, error) {
+	b, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType), Flags: netlink.Request | flags},
+		Data:   append(nfgen(unix.NFPROTO_INET), b...),
+	}, nil
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+// readTableInfo returns the table header, or nil when there is no table.
+func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
+	// No ack flag: the kernel answers a get with the object or an error,
+	// and an extra ack would be left in the socket for the next request.
+	req, err := request(unix.NFT_MSG_GETTABLE, 0,
+		netlink.Attribute{Type: unix.NFTA_TABLE_NAME, Data: cstring(TableName)})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sock.Execute(req)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get table inet %s: %w", TableName, err)
+	}
+	info := &tableInfo{}
+	for _, m := range msgs {
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_TABLE_FLAGS:
+				info.Flags = ad.Uint32()
+			case nftaTableOwner:
+				info.Owner = ad.Uint32()
+			}
+		}
+	}
+	return info, nil
+}
+
+// readSets returns every set of the table with its elements.
+func readSets(sock *netlink.Conn) (map[string]*Set, error) {
+	req, err := request(unix.NFT_MSG_GETSET, netlink.Dump,
+		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(TableName)})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sock.Execute(req)
+	if err != nil {
+		return nil, fmt.Errorf("list sets of table inet %s: %w", TableName, err)
+	}
+	sets := map[string]*Set{}
+	for _, m := range msgs {
+		name, typ, err := decodeSetHeader(m)
+		if err != nil {
+			return nil, err
+		}
+		s := &Set{Name: name, Type: typ}
+		if s.Elems, err = readElems(sock, name, typ); err != nil {
+			return nil, err
+		}
+		sets[name] = s
+	}
+	return sets, nil
+}
+
+// decodeSetHeader classifies a set into one of the shapes kube-fence uses;
+// any other shape (a set someone replaced) gets type 0 and so never matches.
+func decodeSetHeader(m netlink.Message) (string, SetType, error) {
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return "", 0, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	var name string
+	var flags, keyType, keyLen, dataType uint32
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_SET_NAME:
+			name = ad.String()
+		case unix.NFTA_SET_FLAGS:
+			flags = ad.Uint32()
+		case unix.NFTA_SET_KEY_TYPE:
+			keyType = ad.Uint32()
+		case unix.NFTA_SET_KEY_LEN:
+			keyLen = ad.Uint32()
+		case unix.NFTA_SET_DATA_TYPE:
+			dataType = ad.Uint32()
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return "", 0, fmt.Errorf("decode set: %w", err)
+	}
+	isMap := flags&unix.NFT_SET_MAP != 0
+	interval := flags&unix.NFT_SET_INTERVAL != 0
+	verdictMap := isMap && dataType == unix.NFT_DATA_VERDICT
+	switch {
+	case !isMap && interval && keyLen == 4 && keyType == typeIPv4Addr:
+		return name, Addr4, nil
+	case !isMap && interval && keyLen == 16 && keyType == typeIPv6Addr:
+		return name, Addr6, nil
+	case verdictMap && !interval && keyLen == 4 && keyType == typeIPv4Addr:
+		return name, PodMap4, nil
+	case verdictMap && !interval && keyLen == 16 && keyType == typeIPv6Addr:
+		return name, PodMap6, nil
+	case verdictMap && interval && keyLen == 8 && keyType == typeProtoPort:
+		return name, PortMap, nil
+	}
+	return name, 0, nil
+}
+
+// Kernel set data type numbers (nftables' datatype.h): the key types of the
+// sets kube-fence creates. A concatenation packs its fields' types 6 bits
+// each.
+const (
+	typeIPv4Addr    = 7
+	typeIPv6Addr    = 8
+	typeInetProto   = 12
+	typeInetService = 13
+	typeProtoPort   = typeInetProto<<6 | typeInetService
+)
+
+// kernelElem is an element as the kernel returns it.
+type kernelElem struct {
+	key, keyEnd []byte
+	end         bool // NFT_SET_ELEM_INTERVAL_END
+	verdict     *Verdict
+	comment     string
+}
+
+func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
+	req, err := request(unix.NFT_MSG_GETSETELEM, netlink.Dump,
+		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstring(TableName)},
+		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: cstring(set)})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sock.Execute(req)
+	if err != nil {
+		return nil, fmt.Errorf("list elements of set %s: %w", set, err)
+	}
+	var kes []kernelElem
+	for _, m := range msgs {
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				ad.Nested(func(list *netlink.AttributeDecoder) error {
+					for list.Next() {
+						var ke kernelElem
+						list.Nested(ke.decode)
+						kes = append(kes, ke)
+					}
+					return nil
+				})
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
+		}
+	}
+	return canonicalElems(typ, kes), nil
+}
+
+func (ke *kernelElem) decode(ad *netlink.AttributeDecoder) error {
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_SET_ELEM_KEY:
+			ad.Nested(func(d *netlink.AttributeDecoder) error { ke.key = dataValue(d); return nil })
+		case nftables.NFTA_SET_ELEM_KEY_END:
+			ad.Nested(func(d *netlink.AttributeDecoder) error { ke.keyEnd = dataValue(d); return nil })
+		case unix.NFTA_SET_ELEM_FLAGS:
+			ke.end = ad.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
+		case unix.NFTA_SET_ELEM_DATA:
+			ad.Nested(func(d *netlink.AttributeDecoder) error {
+				for d.Next() {
+					if d.Type() == unix.NFTA_DATA_VERDICT {
+						ke.verdict = &Verdict{}
+						d.Nested(ke.verdict.decode)
+					}
+				}
+				return nil
+			})
+		case unix.NFTA_SET_ELEM_USERDATA:
+			ke.comment, _ = userdata.GetString(ad.Bytes(), userdata.NFTNL_UDATA_SET_ELEM_COMMENT)
+		}
+	}
+	return nil
+}
+
+func dataValue(d *netlink.AttributeDecoder) []byte {
+	for d.Next() {
+		if d.Type() == unix.NFTA_DATA_VALUE {
+			return d.Bytes()
+		}
+	}
+	return nil
+}
+
+func (v *Verdict) decode(d *netlink.AttributeDecoder) error {
+	d.ByteOrder = binary.BigEndian
+	for d.Next() {
+		switch d.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			v.Kind = exprVerdictKind(int32(d.Uint32()))
+		case unix.NFTA_VERDICT_CHAIN:
+			v.Chain = d.String()
+		}
+	}
+	return nil
+}
+
+// canonicalElems turns kernel elements into canonical ones. For address
+// interval sets the kernel returns start and end elements in any order; an
+// end without a start (nft adds one at address zero) carries nothing, and a
+// start without an end runs to the last address.
+func canonicalElems(typ SetType, kes []kernelElem) []Elem {
+	out := make([]Elem, 0, len(kes))
+	switch typ {
+	case Addr4, Addr6:
+		slices.SortStableFunc(kes, func(a, b kernelElem) int {
+			if c := bytes.Compare(a.key, b.key); c != 0 {
+				return c
+			}
+			// At one key, an end closes the range before it and a start
+			// opens the next.
+			return boolInt(!a.end) - boolInt(!b.end)
+		})
+		var start netip.Addr
+		open := false
+		closeAt := func(last netip.Addr) {
+			if open && last.IsValid() && start.Compare(last) <= 0 {
+				out = append(out, Elem{Key: start.AsSlice(), KeyEnd: last.AsSlice()})
+			}
+			open = false
+		}
+		for _, ke := range kes {
+			a := addrFromKey(ke.key)
+			if !a.IsValid() {
+				continue // a key of the wrong length: not ours, the diff will show it
+			}
+			if ke.end {
+				closeAt(a.Prev())
+				continue
+			}
+			closeAt(a.Prev()) // two starts in a row: the first runs up to the second
+			start, open = a, true
+		}
+		if open {
+			closeAt(maxAddr(start.Is4()))
+		}
+		return out
+	default:
+		for _, ke := range kes {
+			out = append(out, Elem{Key: ke.key, KeyEnd: ke.keyEnd, Verdict: ke.verdict, Comment: ke.comment})
+		}
+	}
+	SortElems(out)
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func maxAddr(v4 bool) netip.Addr {
+	if v4 {
+		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	var b [16]byte
+	for i := range b {
+		b[i] = 0xff
+	}
+	return netip.AddrFrom16(b)
+}
+
+func exprVerdictKind(code int32) expr.VerdictKind { return expr.VerdictKind(code) }
+
+// readChains returns the table's chains with their rules: chain headers
+// through google/nftables, all rules of the table in one dump of our own.
+func readChains(c *nftables.Conn, sock *netlink.Conn) (map[string]*Chain, error) {
+	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	chains := map[string]*Chain{}
+	for _, nc := range all {
+		if nc.Table != nil && nc.Table.Name == TableName {
+			chains[nc.Name] = &Chain{Name: nc.Name, Hook: hookFromKernel(nc)}
+		}
+	}
+	rules, err := readRules(sock)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		if ch := chains[r.chain]; ch != nil {
+			ch.Rules = append(ch.Rules, r.Rule)
+		}
+	}
+	return chains, nil
+}
+
+func hookFromKernel(nc *nftables.Chain) *Hook {
+	if nc.Hooknum == nil {
+		return nil
+	}
+	h := &Hook{Hook: "unknown", Policy: "accept"}
+	switch *nc.Hooknum {
+	case *nftables.ChainHookForward:
+		h.Hook = "forward"
+	case *nftables.ChainHookInput:
+		h.Hook = "input"
+	case *nftables.ChainHookOutput:
+		h.Hook = "output"
+	case *nftables.ChainHookPrerouting:
+		h.Hook = "prerouting"
+	case *nftables.ChainHookPostrouting:
+		h.Hook = "postrouting"
+	}
+	if nc.Priority != nil {
+		h.Priority = int32(*nc.Priority)
+	}
+	if nc.Policy != nil && *nc.Policy == nftables.ChainPolicyDrop {
+		h.Policy = "drop"
+	}
+	if nc.Type != nftables.ChainTypeFilter {
+		h.Hook += " (type " + string(nc.Type) + ")"
+	}
+	return h
+}

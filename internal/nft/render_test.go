@@ -1,0 +1,36 @@
+package nft
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRenderText(t *testing.T) {
+	text := Text(Render(testPlan()))
+	for _, want := range []string{
+		"type filter hook forward priority filter - 5; policy accept;",
+		"ct state established,related accept",
+		"icmpv6 type 133-136 accept",
+		"ip saddr vmap @egress-pods-v4",
+		"10.42.0.10 comment \"x/a\" : goto egress-e000000000002",
+		"10.42.0.11 comment \"x/b\" : return",
+		"fd00:10:42::11 comment \"x/b\" : accept",
+		"ip saddr @ingress-i000000000001-any-v4 accept comment \"x/allow x/deny\"",
+		"tcp . 80 : accept",
+		"tcp . 8000-8080 : goto ingress-i000000000001-tcp-8000-8080",
+		"sctp . 0-65535 : goto ingress-i000000000001-sctp-0-65535",
+		"udp . 53 : return",
+		"elements = { 10.0.0.0-10.41.255.255,",
+		"10.43.0.0-10.255.255.255",
+		"ip daddr @egress-e000000000002-any-v4 return",
+		"ip saddr @pod-cidrs-v4 drop",
+		"elements = { 10.42.0.0/24 }",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered table lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}

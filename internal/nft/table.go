@@ -1,0 +1,172 @@
+package nft
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/google/nftables/expr"
+)
+
+// TableName is the name of the one table kube-fence owns, in the inet family
+// so a single rule set covers IPv4 and IPv6.
+const TableName = "kube-fence"
+
+// Table is the content of kube-fence's table: what we want, or what the
+// kernel holds. Two Tables with the same content compare equal under Diff
+// whatever the order they were built in.
+type Table struct {
+	Chains map[string]*Chain
+	Sets   map[string]*Set
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{Chains: map[string]*Chain{}, Sets: map[string]*Set{}}
+}
+
+// AddChain adds c, replacing any chain of the same name.
+func (t *Table) AddChain(c *Chain) { t.Chains[c.Name] = c }
+
+// AddSet adds s, replacing any set of the same name.
+func (t *Table) AddSet(s *Set) { t.Sets[s.Name] = s }
+
+// ChainNames returns the chain names with base chains first, then sorted, the
+// order nft text and transactions use.
+func (t *Table) ChainNames() []string {
+	names := make([]string, 0, len(t.Chains))
+	for n := range t.Chains {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		ba, bb := t.Chains[a].Hook != nil, t.Chains[b].Hook != nil
+		if ba != bb {
+			if ba {
+				return -1
+			}
+			return 1
+		}
+		if a < b {
+			return -1
+		}
+		if a > b {
+			return 1
+		}
+		return 0
+	})
+	return names
+}
+
+// SetNames returns the set names sorted.
+func (t *Table) SetNames() []string {
+	names := make([]string, 0, len(t.Sets))
+	for n := range t.Sets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Counts returns the number of chains, rules, sets and set elements, for
+// metrics and logs.
+func (t *Table) Counts() (chains, rules, sets, elements int) {
+	for _, c := range t.Chains {
+		rules += len(c.Rules)
+	}
+	for _, s := range t.Sets {
+		elements += len(s.Elems)
+	}
+	return len(t.Chains), rules, len(t.Sets), elements
+}
+
+// Chain is a chain and its rules in order.
+type Chain struct {
+	Name  string
+	Hook  *Hook // nil for a regular chain reached by jump, goto or verdict map
+	Rules []Rule
+}
+
+// Hook makes a chain a base chain.
+type Hook struct {
+	Hook     string // "forward"
+	Priority int32
+	Policy   string // "accept" or "drop"
+}
+
+// Rule is one rule: expressions as the kernel runs them, and for rules we
+// build, the same rule as nft prints it.
+type Rule struct {
+	Exprs   []expr.Any
+	Comment string
+	Text    string // empty for rules read back from the kernel
+}
+
+// SetType is the key (and data) of a set kube-fence uses. The table needs
+// only these five shapes.
+type SetType uint8
+
+const (
+	// Addr4 and Addr6 are interval sets of addresses (peers, pod CIDRs).
+	Addr4 SetType = iota + 1
+	Addr6
+	// PodMap4 and PodMap6 are verdict maps keyed by a pod address.
+	PodMap4
+	PodMap6
+	// PortMap is an interval verdict map keyed by protocol . port.
+	PortMap
+)
+
+// Family returns 4 or 6 for address-keyed types, 0 otherwise.
+func (t SetType) Family() int {
+	switch t {
+	case Addr4, PodMap4:
+		return 4
+	case Addr6, PodMap6:
+		return 6
+	}
+	return 0
+}
+
+// IsMap reports whether elements carry a verdict.
+func (t SetType) IsMap() bool { return t == PodMap4 || t == PodMap6 || t == PortMap }
+
+// IsInterval reports whether elements are ranges.
+func (t SetType) IsInterval() bool { return t == Addr4 || t == Addr6 || t == PortMap }
+
+// KeyLen is the key length in bytes as the kernel stores it.
+func (t SetType) KeyLen() int {
+	switch t {
+	case Addr4, PodMap4:
+		return 4
+	case Addr6, PodMap6:
+		return 16
+	case PortMap:
+		return 8 // two fields, each padded to a 32-bit register
+	}
+	return 0
+}
+
+// Set is a named set or verdict map with its elements in canonical order.
+type Set struct {
+	Name  string
+	Type  SetType
+	Elems []Elem
+}
+
+// Elem is one element. For interval types Key is the first and KeyEnd the
+// last key of the range (inclusive); for exact types KeyEnd is nil.
+type Elem struct {
+	Key, KeyEnd []byte
+	Verdict     *Verdict // nil for plain sets
+	Comment     string
+}
+
+// Verdict is where a verdict map element sends the packet.
+type Verdict struct {
+	Kind  expr.VerdictKind
+	Chain string // for jump and goto
+}
+
+// SortElems puts elements in canonical order (by key).
+func SortElems(es []Elem) {
+	slices.SortFunc(es, func(a, b Elem) int { return bytes.Compare(a.Key, b.Key) })
+}
