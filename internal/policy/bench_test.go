@@ -1,0 +1,51 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/policy/synth"
+)
+
+// BenchmarkCompile compiles the plan of the busiest node of synthetic
+// clusters of growing size. It reports the plan's shape too, because the
+// dataplane's cost follows it.
+func BenchmarkCompile(b *testing.B) {
+	sizes := []synth.Config{
+		{Pods: 1000, Policies: 100, Nodes: 10, Namespaces: 10, PodsOnNode: 110},
+		{Pods: 10000, Policies: 1000, Nodes: 100, Namespaces: 100, PodsOnNode: 110},
+		{Pods: 50000, Policies: 5000, Nodes: 500, Namespaces: 500, PodsOnNode: 110},
+	}
+	for _, cfg := range sizes {
+		cfg.Seed = 1
+		s := synth.Generate(cfg)
+		b.Run(fmt.Sprintf("pods=%d/policies=%d", cfg.Pods, cfg.Policies), func(b *testing.B) {
+			var pl *Plan
+			for b.Loop() {
+				pl = Compile(s, synth.NodeName(0), Options{})
+			}
+			st := planStats(pl)
+			b.ReportMetric(float64(len(pl.Profiles)), "profiles")
+			b.ReportMetric(float64(st.maxAny), "max-any-ranges")
+			b.ReportMetric(float64(st.maxClasses), "max-port-classes")
+			b.ReportMetric(float64(st.maxClassRanges), "max-class-ranges")
+			b.ReportMetric(float64(st.totalRanges), "total-ranges")
+		})
+	}
+}
+
+type stats struct{ maxAny, maxClasses, maxClassRanges, totalRanges int }
+
+func planStats(pl *Plan) stats {
+	var st stats
+	for _, p := range pl.Profiles {
+		st.maxAny = max(st.maxAny, p.Any.Len())
+		st.maxClasses = max(st.maxClasses, len(p.Ports))
+		st.totalRanges += p.Any.Len()
+		for _, c := range p.Ports {
+			st.maxClassRanges = max(st.maxClassRanges, c.Peers.Len())
+			st.totalRanges += c.Peers.Len()
+		}
+	}
+	return st
+}

@@ -1,0 +1,208 @@
+package policy
+
+import (
+	"cmp"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/cluster"
+)
+
+// compiler holds the indexes and memos of one Compile call. Nothing in it
+// outlives the call, which keeps Compile pure.
+type compiler struct {
+	snap *cluster.Snapshot
+	// nsLabels are the labels of every namespace known from a Namespace
+	// object or from a pod living in it.
+	nsLabels map[string]labels.Set
+	// podsByNS holds the enforceable pods, the only ones that can be peers.
+	podsByNS map[string][]*cluster.Pod
+	problems []Problem
+
+	// Memos: the same selector or named port used by many policies is
+	// resolved once per compile.
+	peers        map[string]*peer
+	nsSelections map[string][]string
+	serving      map[portName]*servingIndex
+	byLabel      map[string]map[string][]*cluster.Pod // label key -> value -> pods
+	namedTargets map[namedKey]map[uint16]setID
+	sets         *setStore
+	all          setID
+}
+
+func newCompiler(s *cluster.Snapshot) *compiler {
+	c := &compiler{
+		snap:         s,
+		nsLabels:     map[string]labels.Set{},
+		podsByNS:     map[string][]*cluster.Pod{},
+		peers:        map[string]*peer{},
+		nsSelections: map[string][]string{},
+		byLabel:      map[string]map[string][]*cluster.Pod{},
+		serving:      map[portName]*servingIndex{},
+		namedTargets: map[namedKey]map[uint16]setID{},
+		sets:         newSetStore(),
+	}
+	for _, ns := range s.Namespaces {
+		if ns != nil {
+			c.nsLabels[ns.Name] = namespaceLabels(ns.Name, ns.Labels)
+		}
+	}
+	for _, p := range s.Pods {
+		if p == nil || !p.Enforceable() {
+			continue
+		}
+		ns := podNamespace(p)
+		if _, ok := c.nsLabels[ns]; !ok {
+			c.nsLabels[ns] = namespaceLabels(ns, nil)
+		}
+		c.podsByNS[ns] = append(c.podsByNS[ns], p)
+	}
+	return c
+}
+
+// namespaceLabels returns the labels selectors see on a namespace. The API
+// server always sets kubernetes.io/metadata.name to the name and refuses any
+// other value, so it is forced here for objects that did not pass through one,
+// and is all a namespace known only from its pods has.
+func namespaceLabels(name string, l labels.Set) labels.Set {
+	if v, ok := l[corev1.LabelMetadataName]; ok && v == name {
+		return l
+	}
+	out := make(labels.Set, len(l)+1)
+	for k, v := range l {
+		out[k] = v
+	}
+	out[corev1.LabelMetadataName] = name
+	return out
+}
+
+// podNamespace and policyNamespace default an empty namespace as the API
+// server would for an object created without one.
+func podNamespace(p *cluster.Pod) string {
+	if p.Namespace == "" {
+		return corev1.NamespaceDefault
+	}
+	return p.Namespace
+}
+
+func policyNamespace(np *networkingv1.NetworkPolicy) string {
+	if np.Namespace == "" {
+		return corev1.NamespaceDefault
+	}
+	return np.Namespace
+}
+
+// allAddrs is the set of every address, for rules without peers.
+func (c *compiler) allAddrs() setID {
+	if c.all == emptySet {
+		c.all = c.sets.intern(spansOf(addrset.All()))
+	}
+	return c.all
+}
+
+func (c *compiler) problem(policy string, path *field.Path, msg string) {
+	c.problems = append(c.problems, Problem{Policy: policy, Field: path.String(), Message: msg})
+}
+
+// portName is a named port as a policy uses it: the name and the protocol
+// the policy port gives (TCP by default).
+type portName struct {
+	name  string
+	proto Protocol
+}
+
+// servingAddr is an address of an enforceable pod serving a named port on
+// one number.
+type servingAddr struct {
+	key  u128
+	v4   bool
+	port uint16
+}
+
+// servingIndex holds the addresses serving one named port, sorted on
+// demand (only ipBlock peers need the order).
+type servingIndex struct {
+	addrs  []servingAddr
+	sorted bool
+}
+
+// servingAddrs returns the addresses of the enforceable pods that declare a
+// container port with this name and protocol; with sorted, in family and
+// address order, so an ipBlock picks its pods by binary search.
+func (c *compiler) servingAddrs(n portName, sorted bool) []servingAddr {
+	idx := c.serving[n]
+	if idx == nil {
+		idx = &servingIndex{}
+		for _, pods := range c.podsByNS {
+			for _, p := range pods {
+				for _, cp := range p.Ports {
+					if cp.Name != n.name {
+						continue
+					}
+					for _, d := range declaredNames(p) {
+						if d.portName != n {
+							continue
+						}
+						for _, ip := range p.IPs {
+							if ip.IsValid() {
+								idx.addrs = append(idx.addrs, servingAddr{keyOf(ip), ip.Is4(), d.port})
+							}
+						}
+					}
+					break
+				}
+			}
+		}
+		c.serving[n] = idx
+	}
+	if sorted && !idx.sorted {
+		slices.SortFunc(idx.addrs, compareServing)
+		idx.sorted = true
+	}
+	return idx.addrs
+}
+
+func compareServing(a, b servingAddr) int {
+	if a.v4 != b.v4 {
+		if a.v4 {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Or(a.key.compare(b.key), cmp.Compare(a.port, b.port))
+}
+
+type declaredName struct {
+	portName
+	port uint16
+}
+
+// declaredNames lists the named container ports of a pod, without
+// duplicates. A name may map to several numbers when several containers use
+// it; a named port then means all of them.
+func declaredNames(p *cluster.Pod) []declaredName {
+	var out []declaredName
+	for _, cp := range p.Ports {
+		if cp.Name == "" || cp.Port < 1 || cp.Port > 65535 {
+			continue
+		}
+		proto, ok := ProtocolFromAPI(cp.Protocol)
+		if !ok {
+			continue
+		}
+		d := declaredName{portName{cp.Name, proto}, uint16(cp.Port)}
+		dup := false
+		for _, o := range out {
+			dup = dup || o == d
+		}
+		if !dup {
+			out = append(out, d)
+		}
+	}
+	return out
+}

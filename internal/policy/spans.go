@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"cmp"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+
+	"github.com/kube-fence/kube-fence/internal/addrset"
+)
+
+// The compiler does its set algebra on spans: address ranges keyed by plain
+// integers. addrset.Set is the plan's canonical form, but its netip.Addr
+// ranges carry a pointer (the zone handle) and compare through a method,
+// which made sorting, merging and the garbage collector most of a compile.
+// Spans hold no pointers and compare as two uint64s; only the sets that end
+// up in a profile are converted, once each.
+
+// u128 is an address as a 128-bit integer; IPv4 addresses are held in their
+// IPv4-mapped form, and the two families are kept in separate lists.
+type u128 struct{ hi, lo uint64 }
+
+func keyOf(a netip.Addr) u128 {
+	b := a.As16()
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func (k u128) addr(v4 bool) netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], k.hi)
+	binary.BigEndian.PutUint64(b[8:], k.lo)
+	a := netip.AddrFrom16(b)
+	if v4 {
+		return a.Unmap()
+	}
+	return a
+}
+
+func (k u128) compare(o u128) int { return cmp.Or(cmp.Compare(k.hi, o.hi), cmp.Compare(k.lo, o.lo)) }
+
+// next returns k+1 and false when k is the highest value.
+func (k u128) next() (u128, bool) {
+	if k.lo != ^uint64(0) {
+		return u128{k.hi, k.lo + 1}, true
+	}
+	if k.hi != ^uint64(0) {
+		return u128{k.hi + 1, 0}, true
+	}
+	return k, false
+}
+
+// prev returns k-1; callers never ask for the predecessor of zero.
+func (k u128) prev() u128 {
+	if k.lo != 0 {
+		return u128{k.hi, k.lo - 1}
+	}
+	return u128{k.hi - 1, ^uint64(0)}
+}
+
+// span is an inclusive range of one family.
+type span struct{ from, to u128 }
+
+// spans is a set of addresses: per family, sorted, disjoint, non-adjacent
+// spans, like addrset.Set.
+type spans struct{ v4, v6 []span }
+
+func (s spans) isEmpty() bool { return len(s.v4) == 0 && len(s.v6) == 0 }
+
+func (s spans) equal(t spans) bool { return slices.Equal(s.v4, t.v4) && slices.Equal(s.v6, t.v6) }
+
+// spanBuilder collects addresses and spans in any order.
+type spanBuilder struct{ v4, v6 []span }
+
+func (b *spanBuilder) addAddr(a netip.Addr) {
+	k := keyOf(a)
+	if a.Is4() {
+		b.v4 = append(b.v4, span{k, k})
+	} else {
+		b.v6 = append(b.v6, span{k, k})
+	}
+}
+
+func (b *spanBuilder) build() spans {
+	return spans{normalizeSpans(b.v4), normalizeSpans(b.v6)}
+}
+
+func spansOf(s addrset.Set) spans {
+	conv := func(rs []addrset.Range) []span {
+		out := make([]span, len(rs))
+		for i, r := range rs {
+			out[i] = span{keyOf(r.From), keyOf(r.To)}
+		}
+		return out
+	}
+	return spans{conv(s.V4()), conv(s.V6())}
+}
+
+// toSet converts to the plan's form. The spans are canonical, so the
+// Builder finds them sorted and merged already.
+func (s spans) toSet() addrset.Set {
+	var b addrset.Builder
+	for _, sp := range s.v4 {
+		b.AddRange(addrset.Range{From: sp.from.addr(true), To: sp.to.addr(true)})
+	}
+	for _, sp := range s.v6 {
+		b.AddRange(addrset.Range{From: sp.from.addr(false), To: sp.to.addr(false)})
+	}
+	return b.Set()
+}
+
+// contains reports whether the address with key k of the given family is in
+// s.
+func (s spans) contains(k u128, v4 bool) bool {
+	list := s.v6
+	if v4 {
+		list = s.v4
+	}
+	i, _ := slices.BinarySearchFunc(list, k, func(sp span, k u128) int { return sp.to.compare(k) })
+	return i < len(list) && list[i].from.compare(k) <= 0
+}
+
+// normalizeSpans sorts and merges overlapping or adjacent spans in place.
+func normalizeSpans(list []span) []span {
+	if len(list) == 0 {
+		return nil
+	}
+	slices.SortFunc(list, func(a, b span) int { return a.from.compare(b.from) })
+	return mergeSorted(list)
+}
+
+// mergeSorted merges neighbours of a list sorted by start, in place.
+func mergeSorted(list []span) []span {
+	out := list[:1]
+	for _, sp := range list[1:] {
+		last := &out[len(out)-1]
+		if n, ok := last.to.next(); sp.from.compare(last.to) <= 0 || (ok && n == sp.from) {
+			if sp.to.compare(last.to) > 0 {
+				last.to = sp.to
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	return slices.Clip(out)
+}
+
+// unionSpans merges canonical sets pairwise, which keeps the work linear in
+// their total size times the log of their number.
+func unionSpans(sets []spans) spans {
+	v4 := make([][]span, 0, len(sets))
+	v6 := make([][]span, 0, len(sets))
+	for _, s := range sets {
+		if len(s.v4) > 0 {
+			v4 = append(v4, s.v4)
+		}
+		if len(s.v6) > 0 {
+			v6 = append(v6, s.v6)
+		}
+	}
+	return spans{mergeLists(v4), mergeLists(v6)}
+}
+
+func mergeLists(lists [][]span) []span {
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0]
+	}
+	for len(lists) > 1 {
+		next := lists[:0:0]
+		for i := 0; i < len(lists); i += 2 {
+			if i+1 == len(lists) {
+				next = append(next, lists[i])
+				continue
+			}
+			next = append(next, mergeTwo(lists[i], lists[i+1]))
+		}
+		lists = next
+	}
+	return lists[0]
+}
+
+// mergeTwo merges two canonical lists into a new canonical list.
+func mergeTwo(a, b []span) []span {
+	out := make([]span, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var sp span
+		if j == len(b) || (i < len(a) && a[i].from.compare(b[j].from) <= 0) {
+			sp, i = a[i], i+1
+		} else {
+			sp, j = b[j], j+1
+		}
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if nx, ok := last.to.next(); sp.from.compare(last.to) <= 0 || (ok && nx == sp.from) {
+				if sp.to.compare(last.to) > 0 {
+					last.to = sp.to
+				}
+				continue
+			}
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// subtractSpans returns the addresses of s not in t.
+func subtractSpans(s, t spans) spans {
+	return spans{subtractList(s.v4, t.v4), subtractList(s.v6, t.v6)}
+}
+
+func subtractList(a, b []span) []span {
+	if len(a) == 0 || len(b) == 0 {
+		return a
+	}
+	var out []span
+	j := 0
+	for _, cur := range a {
+		for j < len(b) && b[j].to.compare(cur.from) < 0 {
+			j++
+		}
+		alive := true
+		for k := j; k < len(b) && b[k].from.compare(cur.to) <= 0; k++ {
+			cut := b[k]
+			if cut.from.compare(cur.from) > 0 {
+				out = append(out, span{cur.from, cut.from.prev()})
+			}
+			if cut.to.compare(cur.to) >= 0 {
+				alive = false
+				break
+			}
+			cur.from, _ = cut.to.next()
+		}
+		if alive {
+			out = append(out, cur)
+		}
+	}
+	return out
+}
