@@ -16,11 +16,12 @@ func newRootCmd() *cobra.Command {
 table it owns (inet kube-fence), so no foreign rule can break it and it can break no
 iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
 
+  agent    enforce the cluster's NetworkPolicies on this node (the DaemonSet)
   lab      prove enforcement with real packets in network namespaces`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newLabCmd())
+	root.AddCommand(newVersionCmd(), newLabCmd(), newAgentCmd())
 	return root
 }
 

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kube-fence/kube-fence/internal/agent"
+	"github.com/kube-fence/kube-fence/internal/nft"
+)
+
+func newAgentCmd() *cobra.Command {
+	cfg := agent.Defaults()
+	var (
+		cleanup   bool
+		ownership = "auto"
+		logLevel  = "info"
+		logFormat = "text"
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Enforce the cluster's NetworkPolicies on this node (the DaemonSet's command)",
+		Long: `The agent watches pods, namespaces, NetworkPolicies and its own Node through the API
+server and keeps the nftables table "inet kube-fence" equal to what the policies require for
+the pods of this node. Changes reach the kernel within milliseconds; the table is read back
+after every change, on every nftables change notification and every --verify-interval, and
+repaired when it differs. Failures never end the agent: the last committed table stays in
+force, /readyz reports the reason, and the agent retries with backoff.
+
+On SIGTERM the table is left in place so pods stay protected while the agent restarts; use
+--cleanup to remove everything kube-fence created.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			switch ownership {
+			case "auto":
+				cfg.Ownership = nft.OwnershipAuto
+			case "off":
+				cfg.Ownership = nft.OwnershipOff
+			default:
+				return fmt.Errorf("--table-ownership: %q is not auto or off", ownership)
+			}
+			if cleanup {
+				return cleanupTable(cfg)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			client, err := kubeClient(cfg.Kubeconfig)
+			if err != nil {
+				return err
+			}
+			return agent.Run(ctx, cfg, client, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server; empty means the in-cluster service account")
+	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "node whose pods to enforce (default: $NODE_NAME, then the hostname)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "host:port serving Prometheus metrics at /metrics; empty disables")
+	f.StringVar(&cfg.HealthAddr, "health-bind-address", cfg.HealthAddr, "host:port serving /healthz (the writer loop is alive) and /readyz (the kernel holds the desired table); empty disables")
+	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
+	f.DurationVar(&cfg.Debounce, "debounce", cfg.Debounce, "how long to collect a burst of API changes into one kernel transaction")
+	f.DurationVar(&cfg.MaxDelay, "max-delay", cfg.MaxDelay, "longest a steady stream of changes may postpone a transaction")
+	f.BoolVar(&cfg.DefaultDenyUnknown, "default-deny-unknown", cfg.DefaultDenyUnknown, "isolate addresses of this node's pod CIDRs that belong to no known pod until their pod is known (closes the gap before a new pod is enforced)")
+	f.StringVar(&ownership, "table-ownership", ownership, `"auto": claim the table with the kernel's owner and persist flags where supported (Linux 6.9+), so no other process can change or flush it; "off": never`)
+	f.BoolVar(&cfg.CleanupOnExit, "cleanup-on-exit", false, "remove the table when the agent stops (default: leave it, so pods stay protected across restarts)")
+	f.BoolVar(&cleanup, "cleanup", false, "remove everything kube-fence created on this node and exit (stop the agent first)")
+	f.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", logFormat, "text or json")
+	return cmd
+}
+
+func cleanupTable(cfg agent.Config) error {
+	conn, err := nft.Open(nft.Options{NetNSFD: cfg.NetNSFD, Ownership: nft.OwnershipOff})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.DeleteTable(); err != nil {
+		return err
+	}
+	fmt.Printf("removed table inet %s (if it existed)\n", nft.TableName)
+	return nil
+}
+
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	var (
+		config *rest.Config
+		err    error
+	)
+	if kubeconfig != "" {
+		config, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		config, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("API server configuration: %w", err)
+	}
+	config.UserAgent = "kube-fence-agent"
+	// Watches carry the load; a modest rate keeps relists after an API
+	// server restart from hammering it on big clusters.
+	config.QPS, config.Burst = 20, 40
+	return kubernetes.NewForConfig(config)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}

@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// Run runs the agent until ctx ends. It returns an error only for what stops
+// it from starting (bad configuration, no netlink, a port in use); after the
+// first sync, failures become the Degraded state and never end the process.
+func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	conn, err := nft.Open(nft.Options{NetNSFD: cfg.NetNSFD, Ownership: cfg.Ownership})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	a := &agent{
+		cfg:     cfg,
+		log:     log,
+		conn:    conn,
+		store:   newStore(log),
+		metrics: newMetrics(),
+		status:  &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
+		events:  newEventSink(client, cfg.NodeName),
+		notify:  make(chan struct{}, 1),
+	}
+	defer a.events.shutdown()
+	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
+		return err
+	}
+	go watchNftables(ctx, log, cfg.NetNSFD, a.notify)
+
+	// A table left by the previous agent keeps enforcing the last known
+	// state while the API server is listed.
+	log.Info("starting", "node", cfg.NodeName, "ownership", conn.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
+	if err := startInformers(ctx, client, cfg.NodeName, a.store); err != nil {
+		if ctx.Err() != nil {
+			return a.stop()
+		}
+		return err
+	}
+	log.Info("cluster state listed; enforcing")
+	a.loop(ctx)
+	return a.stop()
+}
+
+type agent struct {
+	cfg     Config
+	log     *slog.Logger
+	conn    *nft.Conn
+	store   *store
+	metrics *metrics
+	status  *status
+	events  *eventSink
+	notify  chan struct{} // nftables changed by another process
+
+	desired  *nft.Table // the table of the last sync, what verification compares with
+	degraded string     // the reason, while the kernel's table is not the desired one
+	failures int        // consecutive failed syncs, for the backoff
+	version  uint64     // store version of the last successful sync
+}
+
+// loop is the single writer: the only goroutine that touches the kernel.
+func (a *agent) loop(ctx context.Context) {
+	verify := time.NewTicker(a.cfg.VerifyInterval)
+	defer verify.Stop()
+	var (
+		due        = time.NewTimer(0) // first sync at once
+		pending    = true
+		firstEvent time.Time
+		retry      <-chan time.Time
+	)
+	defer due.Stop()
+	schedule := func() {
+		now := time.Now()
+		if !pending {
+			pending, firstEvent = true, now
+		}
+		wait := min(a.cfg.Debounce, time.Until(firstEvent.Add(a.cfg.MaxDelay)))
+		due.Reset(max(wait, 0))
+	}
+	for {
+		a.status.beat()
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.store.changed:
+			schedule()
+		case <-due.C:
+			if pending {
+				pending = false
+				if !a.sync() {
+					retry = time.After(a.backoff())
+				}
+			}
+		case <-retry:
+			retry = nil
+			if !a.sync() {
+				retry = time.After(a.backoff())
+			}
+		case <-a.notify:
+			a.verify(causeNotification)
+		case <-verify.C:
+			a.verify(causeInterval)
+		}
+	}
+}
+
+// backoff grows from 100ms to 30s with consecutive failures.
+func (a *agent) backoff() time.Duration {
+	d := 100 * time.Millisecond << min(a.failures, 9)
+	return min(d, 30*time.Second)
+}
+
+// sync compiles the current snapshot and brings the kernel's table to it.
+func (a *agent) sync() bool {
+	start := time.Now()
+	snap, version := a.store.Snapshot()
+	plan := policy.Compile(snap, a.cfg.NodeName, policy.Options{DefaultDenyUnknown: a.cfg.DefaultDenyUnknown})
+	want := nft.Render(plan)
+	a.reportProblems(snap, plan)
+
+	first := a.desired == nil
+	res, err := a.conn.Sync(want)
+	if res != nil && res.Messages > 0 {
+		a.metrics.applyDuration.Observe(res.Duration.Seconds())
+	}
+	if err != nil {
+		a.fail("apply", err)
+		return false
+	}
+	a.desired = want
+	if res.Messages > 0 {
+		a.metrics.transactions.Inc()
+		a.metrics.changesApplied.Add(float64(len(res.Delta.Differences)))
+		added, deleted := res.Delta.Elements()
+		a.log.Info("table updated", "changes", len(res.Delta.Differences), "elementsAdded", added, "elementsDeleted", deleted,
+			"messages", res.Messages, "bytes", res.Bytes, "rebuilt", res.Rebuilt, "took", time.Since(start))
+		a.log.Debug("table changes", "differences", res.Delta.Differences)
+		if first {
+			a.metrics.repairs.WithLabelValues(causeStartup).Inc()
+		}
+		// Read back what we just committed: the kernel must hold exactly it.
+		if !a.verify(causeAfterApply) {
+			return false
+		}
+	}
+	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
+	a.succeed(plan, want, version)
+	return true
+}
+
+// verify reads the table back and repairs any difference. It reports whether
+// the kernel now holds the desired table.
+func (a *agent) verify(cause string) bool {
+	if a.desired == nil {
+		return false // nothing synced yet; the pending sync will write it
+	}
+	d, err := a.conn.Verify(a.desired)
+	if err != nil {
+		a.fail("read back", err)
+		return false
+	}
+	if d.Empty() {
+		return true
+	}
+	a.log.Warn("table differs from the desired one; repairing", "cause", cause, "differences", len(d.Differences),
+		"first", strings.Join(d.Differences[:min(5, len(d.Differences))], "; "))
+	res, err := a.conn.Repair(a.desired)
+	if err != nil {
+		a.fail("repair", err)
+		return false
+	}
+	a.metrics.repairs.WithLabelValues(cause).Inc()
+	a.metrics.transactions.Inc()
+	a.log.Info("table repaired", "cause", cause, "messages", res.Messages, "rebuilt", res.Rebuilt, "took", res.Duration)
+	if a.degraded != "" {
+		a.recover()
+	}
+	return true
+}
+
+func (a *agent) fail(what string, err error) {
+	a.failures++
+	a.metrics.applyErrors.Inc()
+	a.metrics.degraded.Set(1)
+	reason := fmt.Sprintf("%s: %v", what, err)
+	if errors.Is(err, nft.ErrOwnedElsewhere) {
+		reason += " (is another kube-fence agent running on this node?)"
+	}
+	a.log.Error("enforcement degraded; the last committed table stays in force", "reason", reason, "retryIn", a.backoff())
+	if a.degraded == "" {
+		a.events.node(a.store, true, reason)
+	}
+	a.degraded = reason
+	a.status.set(false, reason)
+}
+
+func (a *agent) recover() {
+	a.log.Info("enforcement recovered", "after", a.degraded)
+	a.events.node(a.store, false, "")
+	a.degraded = ""
+	a.failures = 0
+	a.metrics.degraded.Set(0)
+	a.status.set(true, "")
+}
+
+func (a *agent) succeed(plan *policy.Plan, want *nft.Table, version uint64) {
+	a.version = version
+	if a.degraded != "" {
+		a.recover()
+	}
+	a.failures = 0
+	a.status.set(true, "")
+	a.metrics.lastSync.SetToCurrentTime()
+	a.metrics.pods.Set(float64(len(plan.Pods)))
+	chains, rules, sets, elems := want.Counts()
+	a.metrics.tableObjects.WithLabelValues("chains").Set(float64(chains))
+	a.metrics.tableObjects.WithLabelValues("rules").Set(float64(rules))
+	a.metrics.tableObjects.WithLabelValues("sets").Set(float64(sets))
+	a.metrics.tableObjects.WithLabelValues("elements").Set(float64(elems))
+}
+
+// stop ends the agent. By default the table stays: with persist it keeps
+// protecting the pods until the next agent adopts it.
+func (a *agent) stop() error {
+	if !a.cfg.CleanupOnExit {
+		a.log.Info("stopping; the table stays in force", "ownership", a.conn.OwnershipState())
+		return nil
+	}
+	a.log.Info("stopping; removing the table (--cleanup-on-exit)")
+	return a.conn.DeleteTable()
+}

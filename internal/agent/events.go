@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// Event reasons, documented in docs/operations.md.
+const (
+	ReasonDegraded        = "KubeFenceDegraded"
+	ReasonRecovered       = "KubeFenceRecovered"
+	ReasonPolicyProblem   = "KubeFencePolicyProblem"
+	eventComponent        = "kube-fence"
+	maxEventMessageLength = 1000
+)
+
+// eventSink emits Kubernetes events: one on the Node when enforcement becomes
+// degraded and one when it recovers (not one per retry), and one Warning per
+// problem on the NetworkPolicy that has it.
+type eventSink struct {
+	nodeName    string
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	reported    map[string]string // policy key -> problems already reported
+}
+
+func newEventSink(client kubernetes.Interface, node string) *eventSink {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	return &eventSink{
+		nodeName:    node,
+		broadcaster: b,
+		recorder:    b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: eventComponent, Host: node}),
+		reported:    map[string]string{},
+	}
+}
+
+func (e *eventSink) shutdown() { e.broadcaster.Shutdown() }
+
+// node reports a transition of the node's enforcement state.
+func (e *eventSink) node(st *store, degraded bool, reason string) {
+	uid, _ := st.nodeRef()
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: e.nodeName, UID: uid}
+	if degraded {
+		e.recorder.Event(ref, corev1.EventTypeWarning, ReasonDegraded, truncate("NetworkPolicy enforcement degraded, the last committed rules stay in force: "+reason))
+		return
+	}
+	e.recorder.Event(ref, corev1.EventTypeNormal, ReasonRecovered, "NetworkPolicy enforcement recovered: the kernel holds the desired rules again")
+}
+
+// reportProblems emits a Warning on each NetworkPolicy whose problems changed
+// since the last report, and updates the policy gauges.
+func (a *agent) reportProblems(snap *cluster.Snapshot, plan *policy.Plan) {
+	byPolicy := map[string][]string{}
+	for _, p := range plan.Problems {
+		byPolicy[p.Policy] = append(byPolicy[p.Policy], p.Field+": "+p.Message)
+	}
+	a.metrics.policies.WithLabelValues("enforced").Set(float64(len(snap.Policies) - len(byPolicy)))
+	a.metrics.policies.WithLabelValues("rejected").Set(float64(len(byPolicy)))
+	seen := map[string]bool{}
+	for _, np := range snap.Policies {
+		key := np.Namespace + "/" + np.Name
+		seen[key] = true
+		msgs := byPolicy[key]
+		text := strings.Join(msgs, "; ")
+		if text == a.events.reported[key] {
+			continue
+		}
+		a.events.reported[key] = text
+		if text == "" {
+			continue
+		}
+		a.log.Warn("NetworkPolicy partly not enforced", "policy", key, "problems", text)
+		a.events.recorder.Event(np, corev1.EventTypeWarning, ReasonPolicyProblem,
+			truncate("not enforced: "+text+"; the rest of the policy is enforced and it still isolates the pods it selects"))
+	}
+	for key := range a.events.reported {
+		if !seen[key] {
+			delete(a.events.reported, key)
+		}
+	}
+}
+
+func truncate(s string) string {
+	if len(s) > maxEventMessageLength {
+		return s[:maxEventMessageLength-3] + "..."
+	}
+	return s
+}

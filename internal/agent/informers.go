@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// startInformers starts watching pods, namespaces and NetworkPolicies of the
+// whole cluster and this node's Node, feeding st, and waits until every
+// cache has synced once: enforcing a half-listed cluster would open or close
+// pods by mistake.
+func startInformers(ctx context.Context, client kubernetes.Interface, node string, st *store) error {
+	trim := informers.WithTransform(trimObject)
+	all := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim)
+	own := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+		}))
+
+	pods := all.Core().V1().Pods().Informer()
+	namespaces := all.Core().V1().Namespaces().Informer()
+	policies := all.Networking().V1().NetworkPolicies().Informer()
+	nodes := own.Core().V1().Nodes().Informer()
+	for _, reg := range []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{
+		{pods, handlers(st.setPod, func(k string) { deleteKey(st, st.pods, k) })},
+		{namespaces, handlers(st.setNamespace, func(k string) { deleteKey(st, st.namespaces, k) })},
+		{policies, handlers(st.setPolicy, func(k string) { deleteKey(st, st.policies, k) })},
+		{nodes, handlers(st.setNode, st.deleteNode)},
+	} {
+		if _, err := reg.inf.AddEventHandler(reg.h); err != nil {
+			return fmt.Errorf("register informer handler: %w", err)
+		}
+	}
+	all.Start(ctx.Done())
+	own.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, namespaces.HasSynced, policies.HasSynced, nodes.HasSynced) {
+		return fmt.Errorf("wait for the API server's initial lists: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// trimObject keeps only what enforcement reads, before an object enters the
+// informer cache: at 10k pods most of a pod's bytes are fields policy never
+// looks at (managed fields, container specs, conditions).
+func trimObject(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		out := &corev1.Pod{ObjectMeta: trimMeta(o.ObjectMeta)}
+		out.Spec.NodeName = o.Spec.NodeName
+		out.Spec.HostNetwork = o.Spec.HostNetwork
+		for _, c := range o.Spec.Containers {
+			if len(c.Ports) > 0 {
+				out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Ports: c.Ports})
+			}
+		}
+		out.Status.Phase = o.Status.Phase
+		out.Status.PodIP = o.Status.PodIP
+		out.Status.PodIPs = o.Status.PodIPs
+		return out, nil
+	case *corev1.Namespace:
+		return &corev1.Namespace{ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+	case *corev1.Node:
+		out := &corev1.Node{ObjectMeta: trimMeta(o.ObjectMeta)}
+		out.Spec.PodCIDR = o.Spec.PodCIDR
+		out.Spec.PodCIDRs = o.Spec.PodCIDRs
+		out.Status.Addresses = o.Status.Addresses
+		return out, nil
+	case *networkingv1.NetworkPolicy:
+		return &networkingv1.NetworkPolicy{ObjectMeta: trimMeta(o.ObjectMeta), Spec: o.Spec}, nil
+	}
+	return obj, nil // tombstones and anything else pass unchanged
+}
+
+func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            m.Name,
+		Namespace:       m.Namespace,
+		UID:             m.UID,
+		ResourceVersion: m.ResourceVersion,
+		Labels:          m.Labels,
+	}
+}
+
+// resyncNever documents the zero resync period passed to the factories: the
+// agent reacts to watch events and verifies the kernel on its own timer, so
+// periodic relists of the API server would only add load.
+const resyncNever = time.Duration(0)

@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus metrics; docs/operations.md lists them.
+type metrics struct {
+	registry *prometheus.Registry
+
+	syncDuration   prometheus.Histogram
+	applyDuration  prometheus.Histogram
+	changesApplied prometheus.Counter
+	transactions   prometheus.Counter
+	repairs        *prometheus.CounterVec
+	applyErrors    prometheus.Counter
+	policies       *prometheus.GaugeVec
+	pods           prometheus.Gauge
+	tableObjects   *prometheus.GaugeVec
+	lastSync       prometheus.Gauge
+	degraded       prometheus.Gauge
+}
+
+// Repair causes, the values of the cause label.
+const (
+	causeNotification = "notification" // an nftables change notification from another process
+	causeInterval     = "interval"     // the periodic verification
+	causeAfterApply   = "after-apply"  // the read-back after our own transaction
+	causeStartup      = "startup"      // the table found when the agent started
+)
+
+func newMetrics() *metrics {
+	const ns = "kube_fence"
+	buckets := prometheus.ExponentialBuckets(0.0001, 2, 18) // 100µs .. 13s
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "sync_duration_seconds",
+			Help: "Time from taking a snapshot of the cluster to the kernel holding its table: compile, render, diff, apply.", Buckets: buckets}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "apply_duration_seconds",
+			Help: "Time of one nftables netlink transaction, sent and acknowledged.", Buckets: buckets}),
+		changesApplied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "changes_applied_total",
+			Help: "Differences between the desired and the committed table that were applied (elements, rules, chains, sets)."}),
+		transactions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "transactions_total",
+			Help: "nftables transactions committed."}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "repairs_total",
+			Help: "Repairs of the table after reading it back found differences, by what triggered the read-back."}, []string{"cause"}),
+		applyErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "apply_errors_total",
+			Help: "Transactions the kernel refused or that could not be sent; the previous table stays in force."}),
+		policies: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "policies",
+			Help: "NetworkPolicies known, by state: enforced, or rejected when a part could not be compiled."}, []string{"state"}),
+		pods: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "pods_enforced",
+			Help: "Pods on this node whose addresses are in the table."}),
+		tableObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "table_objects",
+			Help: "Objects in kube-fence's nftables table, by kind: chains, rules, sets, elements."}, []string{"kind"}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_successful_sync_timestamp_seconds",
+			Help: "Unix time of the last sync that left the kernel's table equal to the desired one."}),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "degraded",
+			Help: "1 while the kernel's table could not be brought to the desired state, else 0."}),
+	}
+	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.repairs,
+		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
+		m.repairs.WithLabelValues(c)
+	}
+	return m
+}
