@@ -26,6 +26,7 @@ type compiler struct {
 
 	// Memos: the same selector or named port used by many policies is
 	// resolved once per compile.
+	selectors    map[string]converted
 	peers        map[string]*peer
 	nsSelections map[string][]string
 	serving      map[portName]*servingIndex
@@ -43,7 +44,7 @@ func newCompiler(s *cluster.Snapshot) *compiler {
 		peers:        map[string]*peer{},
 		nsSelections: map[string][]string{},
 		byLabel:      map[string]map[string][]*cluster.Pod{},
-		serving:      map[portName]*servingIndex{},
+		selectors:    map[string]converted{},
 		namedTargets: map[namedKey]map[uint16]setID{},
 		sets:         newSetStore(),
 	}
@@ -135,36 +136,44 @@ type servingIndex struct {
 // container port with this name and protocol; with sorted, in family and
 // address order, so an ipBlock picks its pods by binary search.
 func (c *compiler) servingAddrs(n portName, sorted bool) []servingAddr {
+	if c.serving == nil {
+		c.indexServing()
+	}
 	idx := c.serving[n]
 	if idx == nil {
-		idx = &servingIndex{}
-		for _, pods := range c.podsByNS {
-			for _, p := range pods {
-				for _, cp := range p.Ports {
-					if cp.Name != n.name {
-						continue
-					}
-					for _, d := range declaredNames(p) {
-						if d.portName != n {
-							continue
-						}
-						for _, ip := range p.IPs {
-							if ip.IsValid() {
-								idx.addrs = append(idx.addrs, servingAddr{keyOf(ip), ip.Is4(), d.port})
-							}
-						}
-					}
-					break
-				}
-			}
-		}
-		c.serving[n] = idx
+		return nil
 	}
 	if sorted && !idx.sorted {
 		slices.SortFunc(idx.addrs, compareServing)
 		idx.sorted = true
 	}
 	return idx.addrs
+}
+
+// indexServing lists, in one pass over the pods, the addresses serving
+// every named port.
+func (c *compiler) indexServing() {
+	c.serving = map[portName]*servingIndex{}
+	for _, pods := range c.podsByNS {
+		for _, p := range pods {
+			for i, cp := range p.Ports {
+				n, num, ok := namedContainerPort(cp)
+				if !ok || declaredBefore(p.Ports[:i], n, num) {
+					continue
+				}
+				idx := c.serving[n]
+				if idx == nil {
+					idx = &servingIndex{}
+					c.serving[n] = idx
+				}
+				for _, ip := range p.IPs {
+					if ip.IsValid() {
+						idx.addrs = append(idx.addrs, servingAddr{keyOf(ip), ip.Is4(), num})
+					}
+				}
+			}
+		}
+	}
 }
 
 func compareServing(a, b servingAddr) int {
@@ -187,22 +196,28 @@ type declaredName struct {
 // it; a named port then means all of them.
 func declaredNames(p *cluster.Pod) []declaredName {
 	var out []declaredName
-	for _, cp := range p.Ports {
-		if cp.Name == "" || cp.Port < 1 || cp.Port > 65535 {
-			continue
-		}
-		proto, ok := ProtocolFromAPI(cp.Protocol)
-		if !ok {
-			continue
-		}
-		d := declaredName{portName{cp.Name, proto}, uint16(cp.Port)}
-		dup := false
-		for _, o := range out {
-			dup = dup || o == d
-		}
-		if !dup {
-			out = append(out, d)
+	for i, cp := range p.Ports {
+		if n, num, ok := namedContainerPort(cp); ok && !declaredBefore(p.Ports[:i], n, num) {
+			out = append(out, declaredName{n, num})
 		}
 	}
 	return out
+}
+
+// namedContainerPort reads a container port that a named port can match.
+func namedContainerPort(cp cluster.ContainerPort) (portName, uint16, bool) {
+	if cp.Name == "" || cp.Port < 1 || cp.Port > 65535 {
+		return portName{}, 0, false
+	}
+	proto, ok := ProtocolFromAPI(cp.Protocol)
+	return portName{cp.Name, proto}, uint16(cp.Port), ok
+}
+
+func declaredBefore(earlier []cluster.ContainerPort, n portName, num uint16) bool {
+	for _, cp := range earlier {
+		if m, k, ok := namedContainerPort(cp); ok && m == n && k == num {
+			return true
+		}
+	}
+	return false
 }

@@ -80,13 +80,14 @@ func (c *compiler) namedFor(p *peer, n portName) map[uint16]setID {
 		}
 	default:
 		for _, pod := range p.pods {
-			for _, d := range declaredNames(pod) {
-				if d.portName != n {
+			for i, cp := range pod.Ports {
+				m, num, ok := namedContainerPort(cp)
+				if !ok || m != n || declaredBefore(pod.Ports[:i], m, num) {
 					continue
 				}
 				for _, ip := range pod.IPs {
 					if ip.IsValid() {
-						add(d.port, servingAddr{key: keyOf(ip), v4: ip.Is4()})
+						add(num, servingAddr{key: keyOf(ip), v4: ip.Is4()})
 					}
 				}
 			}

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -36,7 +35,19 @@ func (k u128) addr(v4 bool) netip.Addr {
 	return a
 }
 
-func (k u128) compare(o u128) int { return cmp.Or(cmp.Compare(k.hi, o.hi), cmp.Compare(k.lo, o.lo)) }
+func (k u128) compare(o u128) int {
+	switch {
+	case k.hi < o.hi:
+		return -1
+	case k.hi > o.hi:
+		return 1
+	case k.lo < o.lo:
+		return -1
+	case k.lo > o.lo:
+		return 1
+	}
+	return 0
+}
 
 // next returns k+1 and false when k is the highest value.
 func (k u128) next() (u128, bool) {
@@ -70,6 +81,12 @@ func (s spans) equal(t spans) bool { return slices.Equal(s.v4, t.v4) && slices.E
 
 // spanBuilder collects addresses and spans in any order.
 type spanBuilder struct{ v4, v6 []span }
+
+// grow makes room for about n addresses of each family.
+func (b *spanBuilder) grow(n int) {
+	b.v4 = slices.Grow(b.v4, n/2)
+	b.v6 = slices.Grow(b.v6, n/2)
+}
 
 func (b *spanBuilder) addAddr(a netip.Addr) {
 	k := keyOf(a)
@@ -203,7 +220,7 @@ func mergeTwo(a, b []span) []span {
 		}
 		out = append(out, sp)
 	}
-	return out
+	return slices.Clip(out)
 }
 
 // subtractSpans returns the addresses of s not in t.
@@ -215,7 +232,8 @@ func subtractList(a, b []span) []span {
 	if len(a) == 0 || len(b) == 0 {
 		return a
 	}
-	var out []span
+	// Each cut adds at most one span; sizing for that avoids regrowing.
+	out := make([]span, 0, len(a)+len(b))
 	j := 0
 	for _, cur := range a {
 		for j < len(b) && b[j].to.compare(cur.from) < 0 {
@@ -237,5 +255,5 @@ func subtractList(a, b []span) []span {
 			out = append(out, cur)
 		}
 	}
-	return out
+	return slices.Clip(out)
 }
