@@ -49,3 +49,21 @@ func planStats(pl *Plan) stats {
 	}
 	return st
 }
+
+// TestSynthPoliciesAreValid keeps the benchmark honest: every generated
+// policy is one the API server would accept, and compiles without problems.
+func TestSynthPoliciesAreValid(t *testing.T) {
+	s := synth.Generate(synth.Config{Pods: 2000, Policies: 300, Nodes: 10, Namespaces: 20, PodsOnNode: 110, Seed: 3})
+	for _, np := range s.Policies {
+		if errs := Validate(np); len(errs) > 0 {
+			t.Fatalf("%s/%s: %v", np.Namespace, np.Name, errs)
+		}
+	}
+	pl := Compile(s, synth.NodeName(0), Options{})
+	if len(pl.Problems) > 0 {
+		t.Errorf("problems: %v", pl.Problems)
+	}
+	if len(pl.Pods) == 0 || len(pl.Profiles) == 0 {
+		t.Errorf("node 0 has %d pods and %d profiles", len(pl.Pods), len(pl.Profiles))
+	}
+}

@@ -1,9 +1,6 @@
 package policy
 
 import (
-	"cmp"
-	"slices"
-
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -29,7 +26,7 @@ type compiler struct {
 	selectors    map[string]converted
 	peers        map[string]*peer
 	nsSelections map[string][]string
-	serving      map[portName]*servingIndex
+	serving      map[portName][]servingAddr           // built on first use
 	byLabel      map[string]map[string][]*cluster.Pod // label key -> value -> pods
 	namedTargets map[namedKey]map[uint16]setID
 	sets         *setStore
@@ -45,6 +42,7 @@ func newCompiler(s *cluster.Snapshot) *compiler {
 		nsSelections: map[string][]string{},
 		byLabel:      map[string]map[string][]*cluster.Pod{},
 		selectors:    map[string]converted{},
+		serving:      map[portName][]servingAddr{},
 		namedTargets: map[namedKey]map[uint16]setID{},
 		sets:         newSetStore(),
 	}
@@ -125,65 +123,34 @@ type servingAddr struct {
 	port uint16
 }
 
-// servingIndex holds the addresses serving one named port, sorted on
-// demand (only ipBlock peers need the order).
-type servingIndex struct {
-	addrs  []servingAddr
-	sorted bool
-}
-
 // servingAddrs returns the addresses of the enforceable pods that declare a
-// container port with this name and protocol; with sorted, in family and
-// address order, so an ipBlock picks its pods by binary search.
-func (c *compiler) servingAddrs(n portName, sorted bool) []servingAddr {
-	if c.serving == nil {
-		c.indexServing()
+// container port with this name and protocol, scanning the pods the first
+// time a name is asked for (a node meets only a few names).
+func (c *compiler) servingAddrs(n portName) []servingAddr {
+	if list, ok := c.serving[n]; ok {
+		return list
 	}
-	idx := c.serving[n]
-	if idx == nil {
-		return nil
-	}
-	if sorted && !idx.sorted {
-		slices.SortFunc(idx.addrs, compareServing)
-		idx.sorted = true
-	}
-	return idx.addrs
-}
-
-// indexServing lists, in one pass over the pods, the addresses serving
-// every named port.
-func (c *compiler) indexServing() {
-	c.serving = map[portName]*servingIndex{}
+	var list []servingAddr
 	for _, pods := range c.podsByNS {
 		for _, p := range pods {
 			for i, cp := range p.Ports {
-				n, num, ok := namedContainerPort(cp)
-				if !ok || declaredBefore(p.Ports[:i], n, num) {
+				if cp.Name != n.name {
 					continue
 				}
-				idx := c.serving[n]
-				if idx == nil {
-					idx = &servingIndex{}
-					c.serving[n] = idx
+				m, num, ok := namedContainerPort(cp)
+				if !ok || m != n || declaredBefore(p.Ports[:i], m, num) {
+					continue
 				}
 				for _, ip := range p.IPs {
 					if ip.IsValid() {
-						idx.addrs = append(idx.addrs, servingAddr{keyOf(ip), ip.Is4(), num})
+						list = append(list, servingAddr{keyOf(ip), ip.Is4(), num})
 					}
 				}
 			}
 		}
 	}
-}
-
-func compareServing(a, b servingAddr) int {
-	if a.v4 != b.v4 {
-		if a.v4 {
-			return -1
-		}
-		return 1
-	}
-	return cmp.Or(a.key.compare(b.key), cmp.Compare(a.port, b.port))
+	c.serving[n] = list
+	return list
 }
 
 type declaredName struct {

@@ -81,7 +81,7 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 		namespaces = c.selectNamespaces(nsSelector)
 	}
 	p := &peer{pods: c.selectPods(namespaces, pods)}
-	var b spanBuilder
+	var b pointBuilder
 	b.grow(2 * len(p.pods))
 	for _, pod := range p.pods {
 		for _, ip := range pod.IPs {
