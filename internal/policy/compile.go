@@ -45,13 +45,14 @@ func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
 	return pl
 }
 
-// nodeSets returns the addresses and pod CIDRs of the named Node object.
+// nodeSets returns the addresses and pod CIDRs of the Node object(s) of that
+// name.
 func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
+	var a, c addrset.Builder
 	for _, n := range s.Nodes {
 		if n == nil || n.Name != node {
 			continue
 		}
-		var a, c addrset.Builder
 		for _, ip := range n.Addresses {
 			if ip.IsValid() {
 				a.AddAddr(ip)
@@ -62,9 +63,8 @@ func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
 				c.AddPrefix(p)
 			}
 		}
-		return a.Set(), c.Set()
 	}
-	return addrset.Set{}, addrset.Set{}
+	return a.Set(), c.Set()
 }
 
 // localPod is an enforceable pod on the node with the policies selecting it.

@@ -47,7 +47,10 @@ func newCompiler(s *cluster.Snapshot) *compiler {
 		sets:         newSetStore(),
 	}
 	for _, ns := range s.Namespaces {
-		if ns != nil {
+		if ns == nil {
+			continue
+		}
+		if _, dup := c.nsLabels[ns.Name]; !dup { // the first object of a name wins, as in Allowed
 			c.nsLabels[ns.Name] = namespaceLabels(ns.Name, ns.Labels)
 		}
 	}

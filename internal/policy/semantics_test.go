@@ -226,6 +226,13 @@ func TestPeers(t *testing.T) {
 				{"y/a", "x/a", tcp, 80, true},
 				{"x/b", "x/a", tcp, 80, false},
 			}},
+		{name: "the first Namespace object of a name counts", policies: ingressFrom(nsPeer(sel("team=red"))),
+			mutate: func(s *cluster.Snapshot) {
+				s.Namespaces = append(s.Namespaces, &cluster.Namespace{Name: "y", Labels: lbls("team=blue")})
+			},
+			probes: []probe{
+				{"y/a", "x/a", tcp, 80, true},
+			}},
 		{name: "ipBlock matches pod addresses and other addresses, minus except",
 			policies: ingressFrom(blockPeer("10.2.0.0/24", "10.2.0.16/28")),
 			probes: []probe{
