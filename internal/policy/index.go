@@ -133,23 +133,35 @@ func (c *compiler) servingAddrs(n portName) []servingAddr {
 	if list, ok := c.serving[n]; ok {
 		return list
 	}
+	// Two passes, counting then filling: the list can hold every address of
+	// the cluster, and growing it by doubling cost more than the scan.
 	var list []servingAddr
-	for _, pods := range c.podsByNS {
-		for _, p := range pods {
-			for i, cp := range p.Ports {
-				if cp.Name != n.name {
-					continue
-				}
-				m, num, ok := namedContainerPort(cp)
-				if !ok || m != n || declaredBefore(p.Ports[:i], m, num) {
-					continue
-				}
-				for _, ip := range p.IPs {
-					if ip.IsValid() {
-						list = append(list, servingAddr{keyOf(ip), ip.Is4(), num})
+	for pass := range 2 {
+		count := 0
+		for _, pods := range c.podsByNS {
+			for _, p := range pods {
+				for i, cp := range p.Ports {
+					if cp.Name != n.name {
+						continue
+					}
+					m, num, ok := namedContainerPort(cp)
+					if !ok || m != n || declaredBefore(p.Ports[:i], m, num) {
+						continue
+					}
+					if pass == 0 {
+						count += len(p.IPs)
+						continue
+					}
+					for _, ip := range p.IPs {
+						if ip.IsValid() {
+							list = append(list, servingAddr{keyOf(ip), ip.Is4(), num})
+						}
 					}
 				}
 			}
+		}
+		if pass == 0 {
+			list = make([]servingAddr, 0, count)
 		}
 	}
 	c.serving[n] = list

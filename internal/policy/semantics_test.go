@@ -148,6 +148,8 @@ func TestIsolationAndPolicyTypes(t *testing.T) {
 				{"x/a", "192.168.0.2", tcp, 10250, false},
 				{"192.168.0.2", "x/c", tcp, 80, true}, // x/c lives on node-2
 				{"x/a", "x/b", tcp, 8080, false},
+				{"x/a", "x/a", tcp, 80, true}, // a pod reaching itself never leaves its namespace
+				{"6:x/a", "6:x/a", udp, 53, true},
 			}},
 	})
 }
