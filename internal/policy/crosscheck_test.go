@@ -95,6 +95,9 @@ var probePorts = func() []struct {
 func endpoints(s *cluster.Snapshot) []Endpoint {
 	var out []Endpoint
 	for _, p := range s.Pods {
+		if p == nil {
+			continue
+		}
 		for _, ip := range p.IPs {
 			out = append(out, Endpoint{Pod: p, IP: ip})
 		}
