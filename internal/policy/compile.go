@@ -69,9 +69,8 @@ func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
 
 // localPod is an enforceable pod on the node with the policies selecting it.
 type localPod struct {
-	pod              *cluster.Pod
-	ingress, egress  []*compiledPolicy // sorted by key
-	ingressResolving string            // canonical named-port resolution
+	pod             *cluster.Pod
+	ingress, egress []*compiledPolicy // in policy order
 }
 
 // localPods returns the enforceable pods scheduled on node, sorted by key,
