@@ -40,6 +40,7 @@ func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
 
 	locals := c.localPods(node)
 	c.selectPolicies(locals)
+	c.indexEgressNames()
 	pl.Pods, pl.Profiles = c.assignProfiles(locals)
 	pl.Problems = sortProblems(c.problems)
 	return pl

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -30,6 +32,7 @@ type compiler struct {
 	byLabel      map[string]map[string][]*cluster.Pod // label key -> value -> pods
 	namedTargets map[namedKey]map[uint16]setID
 	sets         *setStore
+	compiled     []*compiledPolicy
 	all          setID
 }
 
@@ -127,45 +130,87 @@ type servingAddr struct {
 }
 
 // servingAddrs returns the addresses of the enforceable pods that declare a
-// container port with this name and protocol, scanning the pods the first
-// time a name is asked for (a node meets only a few names).
+// container port with this name and protocol.
 func (c *compiler) servingAddrs(n portName) []servingAddr {
-	if list, ok := c.serving[n]; ok {
-		return list
+	if _, ok := c.serving[n]; !ok {
+		c.indexServing([]portName{n})
 	}
-	// Two passes, counting then filling: the list can hold every address of
-	// the cluster, and growing it by doubling cost more than the scan.
-	var list []servingAddr
+	return c.serving[n]
+}
+
+// indexServing lists the addresses serving the given named ports in two
+// passes over the pods, counting then filling: the lists can hold every
+// address of the cluster, and growing them by doubling cost more than the
+// scans.
+func (c *compiler) indexServing(names []portName) {
+	wanted := make(map[string][]int, len(names))
+	for i, n := range names {
+		wanted[n.name] = append(wanted[n.name], i)
+	}
+	lists := make([][]servingAddr, len(names))
 	for pass := range 2 {
-		count := 0
+		counts := make([]int, len(names))
 		for _, pods := range c.podsByNS {
 			for _, p := range pods {
 				for i, cp := range p.Ports {
-					if cp.Name != n.name {
+					idx, ok := wanted[cp.Name]
+					if !ok {
 						continue
 					}
 					m, num, ok := namedContainerPort(cp)
-					if !ok || m != n || declaredBefore(p.Ports[:i], m, num) {
+					if !ok || declaredBefore(p.Ports[:i], m, num) {
 						continue
 					}
-					if pass == 0 {
-						count += len(p.IPs)
-						continue
-					}
-					for _, ip := range p.IPs {
-						if ip.IsValid() {
-							list = append(list, servingAddr{keyOf(ip), ip.Is4(), num})
+					for _, j := range idx {
+						if names[j] != m {
+							continue
+						}
+						if pass == 0 {
+							counts[j] += len(p.IPs)
+							continue
+						}
+						for _, ip := range p.IPs {
+							if ip.IsValid() {
+								lists[j] = append(lists[j], servingAddr{keyOf(ip), ip.Is4(), num})
+							}
 						}
 					}
 				}
 			}
 		}
 		if pass == 0 {
-			list = make([]servingAddr, 0, count)
+			for j := range lists {
+				lists[j] = make([]servingAddr, 0, counts[j])
+			}
 		}
 	}
-	c.serving[n] = list
-	return list
+	for j, n := range names {
+		c.serving[n] = lists[j]
+	}
+}
+
+// indexEgressNames indexes at once the named ports that egress rules of the
+// compiled policies resolve against pods outside any selector (no peers, or
+// an ipBlock), which is all that needs a scan of the whole cluster.
+func (c *compiler) indexEgressNames() {
+	var names []portName
+	for _, cp := range c.compiled {
+		for _, r := range cp.egress {
+			wide := r.allPeers
+			for _, p := range r.peers {
+				wide = wide || p.block
+			}
+			for _, ps := range r.ports {
+				n := portName{ps.name, ps.proto}
+				if wide && ps.name != "" && !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	if len(names) > 0 {
+		c.indexServing(names)
+	}
 }
 
 type declaredName struct {

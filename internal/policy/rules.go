@@ -41,6 +41,7 @@ type portSpec struct {
 
 func (c *compiler) compilePolicy(key string, np *networkingv1.NetworkPolicy) *compiledPolicy {
 	cp := &compiledPolicy{key: key}
+	c.compiled = append(c.compiled, cp)
 	cp.isolatesIngress, cp.isolatesEgress = c.policyTypes(key, np)
 	spec := field.NewPath("spec")
 	ns := policyNamespace(np)

@@ -105,7 +105,7 @@ func (b *pointBuilder) addKey(k u128, v4 bool) {
 
 // build sorts the points and joins runs of consecutive addresses into spans.
 func (b *pointBuilder) build() spans {
-	var out spans
+	out := spans{make([]span, 0, len(b.v4)), make([]span, 0, len(b.v6))}
 	if len(b.v4) > 0 {
 		slices.Sort(b.v4)
 		const mapped = 0xffff << 32 // the IPv4-mapped prefix of IPv4 keys
@@ -138,7 +138,16 @@ func (b *pointBuilder) build() spans {
 			out.v6 = append(out.v6, span{k, k})
 		}
 	}
-	return out
+	return spans{clipOrNil(out.v4), clipOrNil(out.v6)}
+}
+
+// clipOrNil drops spare capacity, and the empty list altogether, so equal
+// sets compare equal however they were built.
+func clipOrNil(list []span) []span {
+	if len(list) == 0 {
+		return nil
+	}
+	return slices.Clip(list)
 }
 
 func spansOf(s addrset.Set) spans {
