@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
@@ -40,18 +40,20 @@ func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
 
 	locals := c.localPods(node)
 	c.selectPolicies(locals)
+	c.indexEgressNames()
 	pl.Pods, pl.Profiles = c.assignProfiles(locals)
 	pl.Problems = sortProblems(c.problems)
 	return pl
 }
 
-// nodeSets returns the addresses and pod CIDRs of the named Node object.
+// nodeSets returns the addresses and pod CIDRs of the Node object(s) of that
+// name.
 func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
+	var a, c addrset.Builder
 	for _, n := range s.Nodes {
 		if n == nil || n.Name != node {
 			continue
 		}
-		var a, c addrset.Builder
 		for _, ip := range n.Addresses {
 			if ip.IsValid() {
 				a.AddAddr(ip)
@@ -62,16 +64,14 @@ func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
 				c.AddPrefix(p)
 			}
 		}
-		return a.Set(), c.Set()
 	}
-	return addrset.Set{}, addrset.Set{}
+	return a.Set(), c.Set()
 }
 
 // localPod is an enforceable pod on the node with the policies selecting it.
 type localPod struct {
-	pod              *cluster.Pod
-	ingress, egress  []*compiledPolicy // sorted by key
-	ingressResolving string            // canonical named-port resolution
+	pod             *cluster.Pod
+	ingress, egress []*compiledPolicy // in policy order
 }
 
 // localPods returns the enforceable pods scheduled on node, sorted by key,
@@ -91,8 +91,9 @@ func (c *compiler) localPods(node string) []*localPod {
 }
 
 // selectPolicies finds, for each local pod, the policies selecting it in
-// each direction, compiling each such policy once. Policies in namespaces
-// without local pods cannot matter to this node and are not even parsed.
+// each direction, compiling each such policy once. Policies that cannot
+// select a local pod (another namespace, or matchLabels no local pod
+// carries) cannot matter to this node and are not even parsed.
 func (c *compiler) selectPolicies(locals []*localPod) {
 	byNS := map[string][]*localPod{}
 	for _, lp := range locals {
@@ -107,15 +108,25 @@ func (c *compiler) selectPolicies(locals []*localPod) {
 	slices.SortStableFunc(pols, func(a, b *networkingv1.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(policyNamespace(a), policyNamespace(b)), cmp.Compare(a.Name, b.Name))
 	})
+	labelsByNS := map[string][]labels.Set{}
+	for ns, lps := range byNS {
+		for _, lp := range lps {
+			labelsByNS[ns] = append(labelsByNS[ns], lp.pod.Labels)
+		}
+	}
 	for _, np := range pols {
-		key := policyNamespace(np) + "/" + np.Name
-		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		ns := policyNamespace(np)
+		if !mayMatchAny(&np.Spec.PodSelector, labelsByNS[ns]) {
+			continue
+		}
+		key := ns + "/" + np.Name
+		sel, err := c.selector(&np.Spec.PodSelector)
 		if err != nil {
 			c.problem(key, field.NewPath("spec", "podSelector"), "invalid selector, policy skipped: "+err.Error())
 			continue
 		}
 		var cp *compiledPolicy
-		for _, lp := range byNS[policyNamespace(np)] {
+		for _, lp := range byNS[ns] {
 			if !sel.Matches(lp.pod.Labels) {
 				continue
 			}

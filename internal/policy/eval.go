@@ -2,6 +2,17 @@ package policy
 
 import "net/netip"
 
+// holds reports whether addr is one of the pod's. Traffic between a pod's
+// own addresses never leaves its network namespace, so no dataplane sees it.
+func (p *LocalPod) holds(addr netip.Addr) bool {
+	for _, ip := range p.IPs {
+		if ip == addr {
+			return true
+		}
+	}
+	return false
+}
+
 // LocalPod returns the local pod holding addr, or nil. It scans the pods,
 // which is fine for the hundred or so pods of a node in tests.
 func (pl *Plan) LocalPod(addr netip.Addr) *LocalPod {
@@ -21,7 +32,7 @@ func (pl *Plan) LocalPod(addr netip.Addr) *LocalPod {
 //   - src is not a local pod: allowed, unless DefaultDenyUnknown is set and
 //     src lies in the node's pod CIDRs (a pod the snapshot does not know yet);
 //   - dst is an address of this node: allowed (a pod may always talk to its
-//     own node);
+//     own node), and so is an address of src's own pod;
 //   - src is not isolated for egress: allowed;
 //   - otherwise its egress profile decides.
 func (pl *Plan) AllowsEgress(src, dst netip.Addr, proto Protocol, port uint16) bool {
@@ -29,7 +40,7 @@ func (pl *Plan) AllowsEgress(src, dst netip.Addr, proto Protocol, port uint16) b
 	if lp == nil {
 		return pl.NodeAddrs.Contains(dst) || !pl.unknownPod(src)
 	}
-	if pl.NodeAddrs.Contains(dst) || lp.Egress == "" {
+	if pl.NodeAddrs.Contains(dst) || lp.Egress == "" || lp.holds(dst) {
 		return true
 	}
 	return pl.decide(lp.Egress, dst, proto, port)
@@ -45,7 +56,7 @@ func (pl *Plan) AllowsIngress(src, dst netip.Addr, proto Protocol, port uint16) 
 	if lp == nil {
 		return pl.NodeAddrs.Contains(src) || !pl.unknownPod(dst)
 	}
-	if pl.NodeAddrs.Contains(src) || lp.Ingress == "" {
+	if pl.NodeAddrs.Contains(src) || lp.Ingress == "" || lp.holds(src) {
 		return true
 	}
 	return pl.decide(lp.Ingress, src, proto, port)

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"cmp"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,12 +25,14 @@ type compiler struct {
 
 	// Memos: the same selector or named port used by many policies is
 	// resolved once per compile.
+	selectors    map[string]converted
 	peers        map[string]*peer
 	nsSelections map[string][]string
-	serving      map[portName]*servingIndex
+	serving      map[portName][]servingAddr           // built on first use
 	byLabel      map[string]map[string][]*cluster.Pod // label key -> value -> pods
 	namedTargets map[namedKey]map[uint16]setID
 	sets         *setStore
+	compiled     []*compiledPolicy
 	all          setID
 }
 
@@ -43,12 +44,16 @@ func newCompiler(s *cluster.Snapshot) *compiler {
 		peers:        map[string]*peer{},
 		nsSelections: map[string][]string{},
 		byLabel:      map[string]map[string][]*cluster.Pod{},
-		serving:      map[portName]*servingIndex{},
+		selectors:    map[string]converted{},
+		serving:      map[portName][]servingAddr{},
 		namedTargets: map[namedKey]map[uint16]setID{},
 		sets:         newSetStore(),
 	}
 	for _, ns := range s.Namespaces {
-		if ns != nil {
+		if ns == nil {
+			continue
+		}
+		if _, dup := c.nsLabels[ns.Name]; !dup { // the first object of a name wins, as in Allowed
 			c.nsLabels[ns.Name] = namespaceLabels(ns.Name, ns.Labels)
 		}
 	}
@@ -124,57 +129,88 @@ type servingAddr struct {
 	port uint16
 }
 
-// servingIndex holds the addresses serving one named port, sorted on
-// demand (only ipBlock peers need the order).
-type servingIndex struct {
-	addrs  []servingAddr
-	sorted bool
+// servingAddrs returns the addresses of the enforceable pods that declare a
+// container port with this name and protocol.
+func (c *compiler) servingAddrs(n portName) []servingAddr {
+	if _, ok := c.serving[n]; !ok {
+		c.indexServing([]portName{n})
+	}
+	return c.serving[n]
 }
 
-// servingAddrs returns the addresses of the enforceable pods that declare a
-// container port with this name and protocol; with sorted, in family and
-// address order, so an ipBlock picks its pods by binary search.
-func (c *compiler) servingAddrs(n portName, sorted bool) []servingAddr {
-	idx := c.serving[n]
-	if idx == nil {
-		idx = &servingIndex{}
+// indexServing lists the addresses serving the given named ports in two
+// passes over the pods, counting then filling: the lists can hold every
+// address of the cluster, and growing them by doubling cost more than the
+// scans.
+func (c *compiler) indexServing(names []portName) {
+	wanted := make(map[string][]int, len(names))
+	for i, n := range names {
+		wanted[n.name] = append(wanted[n.name], i)
+	}
+	lists := make([][]servingAddr, len(names))
+	for pass := range 2 {
+		counts := make([]int, len(names))
 		for _, pods := range c.podsByNS {
 			for _, p := range pods {
-				for _, cp := range p.Ports {
-					if cp.Name != n.name {
+				for i, cp := range p.Ports {
+					idx, ok := wanted[cp.Name]
+					if !ok {
 						continue
 					}
-					for _, d := range declaredNames(p) {
-						if d.portName != n {
+					m, num, ok := namedContainerPort(cp)
+					if !ok || declaredBefore(p.Ports[:i], m, num) {
+						continue
+					}
+					for _, j := range idx {
+						if names[j] != m {
+							continue
+						}
+						if pass == 0 {
+							counts[j] += len(p.IPs)
 							continue
 						}
 						for _, ip := range p.IPs {
 							if ip.IsValid() {
-								idx.addrs = append(idx.addrs, servingAddr{keyOf(ip), ip.Is4(), d.port})
+								lists[j] = append(lists[j], servingAddr{keyOf(ip), ip.Is4(), num})
 							}
 						}
 					}
-					break
 				}
 			}
 		}
-		c.serving[n] = idx
+		if pass == 0 {
+			for j := range lists {
+				lists[j] = make([]servingAddr, 0, counts[j])
+			}
+		}
 	}
-	if sorted && !idx.sorted {
-		slices.SortFunc(idx.addrs, compareServing)
-		idx.sorted = true
+	for j, n := range names {
+		c.serving[n] = lists[j]
 	}
-	return idx.addrs
 }
 
-func compareServing(a, b servingAddr) int {
-	if a.v4 != b.v4 {
-		if a.v4 {
-			return -1
+// indexEgressNames indexes at once the named ports that egress rules of the
+// compiled policies resolve against pods outside any selector (no peers, or
+// an ipBlock), which is all that needs a scan of the whole cluster.
+func (c *compiler) indexEgressNames() {
+	var names []portName
+	for _, cp := range c.compiled {
+		for _, r := range cp.egress {
+			wide := r.allPeers
+			for _, p := range r.peers {
+				wide = wide || p.block
+			}
+			for _, ps := range r.ports {
+				n := portName{ps.name, ps.proto}
+				if wide && ps.name != "" && !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
 		}
-		return 1
 	}
-	return cmp.Or(a.key.compare(b.key), cmp.Compare(a.port, b.port))
+	if len(names) > 0 {
+		c.indexServing(names)
+	}
 }
 
 type declaredName struct {
@@ -187,22 +223,28 @@ type declaredName struct {
 // it; a named port then means all of them.
 func declaredNames(p *cluster.Pod) []declaredName {
 	var out []declaredName
-	for _, cp := range p.Ports {
-		if cp.Name == "" || cp.Port < 1 || cp.Port > 65535 {
-			continue
-		}
-		proto, ok := ProtocolFromAPI(cp.Protocol)
-		if !ok {
-			continue
-		}
-		d := declaredName{portName{cp.Name, proto}, uint16(cp.Port)}
-		dup := false
-		for _, o := range out {
-			dup = dup || o == d
-		}
-		if !dup {
-			out = append(out, d)
+	for i, cp := range p.Ports {
+		if n, num, ok := namedContainerPort(cp); ok && !declaredBefore(p.Ports[:i], n, num) {
+			out = append(out, declaredName{n, num})
 		}
 	}
 	return out
+}
+
+// namedContainerPort reads a container port that a named port can match.
+func namedContainerPort(cp cluster.ContainerPort) (portName, uint16, bool) {
+	if cp.Name == "" || cp.Port < 1 || cp.Port > 65535 {
+		return portName{}, 0, false
+	}
+	proto, ok := ProtocolFromAPI(cp.Protocol)
+	return portName{cp.Name, proto}, uint16(cp.Port), ok
+}
+
+func declaredBefore(earlier []cluster.ContainerPort, n portName, num uint16) bool {
+	for _, cp := range earlier {
+		if m, k, ok := namedContainerPort(cp); ok && m == n && k == num {
+			return true
+		}
+	}
+	return false
 }

@@ -1,7 +1,5 @@
 package policy
 
-import "slices"
-
 // namedKey memoizes the egress resolution of one named port for one peer
 // (nil: every enforceable pod) or one rule.
 type namedKey struct {
@@ -47,46 +45,39 @@ func (c *compiler) namedFor(p *peer, n portName) map[uint16]setID {
 	if m, ok := c.namedTargets[key]; ok {
 		return m
 	}
-	perPort := map[uint16]*spanBuilder{}
+	perPort := map[uint16]*pointBuilder{}
 	add := func(num uint16, sa servingAddr) {
 		b := perPort[num]
 		if b == nil {
-			b = &spanBuilder{}
+			b = &pointBuilder{}
 			perPort[num] = b
 		}
-		if sa.v4 {
-			b.v4 = append(b.v4, span{sa.key, sa.key})
-		} else {
-			b.v6 = append(b.v6, span{sa.key, sa.key})
-		}
+		b.addKey(sa.key, sa.v4)
 	}
 	switch {
 	case p == nil:
-		for _, sa := range c.servingAddrs(n, false) {
+		for _, sa := range c.servingAddrs(n) {
 			add(sa.port, sa)
 		}
 	case p.block:
-		serving := c.servingAddrs(n, true)
-		for _, fam := range []struct {
-			v4    bool
-			spans []span
-		}{{true, p.addrs.v4}, {false, p.addrs.v6}} {
-			for _, sp := range fam.spans {
-				i, _ := slices.BinarySearchFunc(serving, servingAddr{key: sp.from, v4: fam.v4}, compareServing)
-				for ; i < len(serving) && serving[i].v4 == fam.v4 && serving[i].key.compare(sp.to) <= 0; i++ {
-					add(serving[i].port, serving[i])
-				}
+		// A scan, not a sorted index: a node meets only a handful of
+		// distinct blocks with named ports, and sorting every serving
+		// address cost more than scanning them that often.
+		for _, sa := range c.servingAddrs(n) {
+			if p.addrs.contains(sa.key, sa.v4) {
+				add(sa.port, sa)
 			}
 		}
 	default:
 		for _, pod := range p.pods {
-			for _, d := range declaredNames(pod) {
-				if d.portName != n {
+			for i, cp := range pod.Ports {
+				m, num, ok := namedContainerPort(cp)
+				if !ok || m != n || declaredBefore(pod.Ports[:i], m, num) {
 					continue
 				}
 				for _, ip := range pod.IPs {
 					if ip.IsValid() {
-						add(d.port, servingAddr{key: keyOf(ip), v4: ip.Is4()})
+						add(num, servingAddr{key: keyOf(ip), v4: ip.Is4()})
 					}
 				}
 			}

@@ -55,7 +55,7 @@ func (c *compiler) compilePeer(key, ns string, path *field.Path, p *networkingv1
 func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel *metav1.LabelSelector) (*peer, bool) {
 	pods := labels.Everything()
 	if podSel != nil {
-		s, err := metav1.LabelSelectorAsSelector(podSel)
+		s, err := c.selector(podSel)
 		if err != nil {
 			c.problem(key, path.Child("podSelector"), "invalid selector, peer ignored: "+err.Error())
 			return nil, false
@@ -65,7 +65,7 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 	memo := "ns=" + ns + "\x00pods=" + pods.String()
 	var nsSelector labels.Selector
 	if nsSel != nil {
-		s, err := metav1.LabelSelectorAsSelector(nsSel)
+		s, err := c.selector(nsSel)
 		if err != nil {
 			c.problem(key, path.Child("namespaceSelector"), "invalid selector, peer ignored: "+err.Error())
 			return nil, false
@@ -81,7 +81,8 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 		namespaces = c.selectNamespaces(nsSelector)
 	}
 	p := &peer{pods: c.selectPods(namespaces, pods)}
-	var b spanBuilder
+	var b pointBuilder
+	b.grow(2 * len(p.pods))
 	for _, pod := range p.pods {
 		for _, ip := range pod.IPs {
 			if ip.IsValid() {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -70,6 +71,12 @@ func TestFailClosed(t *testing.T) {
 		{name: "an unknown protocol drops the port entry",
 			policy:   withIngress(in{Ports: ports{num("ICMP", 80), num(udp, 53)}}),
 			probes:   []probe{{"x/b", "x/a", udp, 53, true}, {"x/b", "x/a", tcp, 80, false}},
+			problems: []string{"spec.ingress[0].ports[0].protocol"}},
+		{name: "an explicit empty protocol is not TCP",
+			policy: withIngress(in{Ports: ports{bad(num(tcp, 80), func(p *networkingv1.NetworkPolicyPort) {
+				p.Protocol = ptrTo(corev1.Protocol(""))
+			})}}),
+			probes:   []probe{{"x/b", "x/a", tcp, 80, false}},
 			problems: []string{"spec.ingress[0].ports[0].protocol"}},
 		{name: "endPort with a named port, without a port, below the port, above 65535",
 			policy: withIngress(in{Ports: ports{

@@ -30,8 +30,12 @@ type Endpoint struct {
 // to the other through on proto and port: the source's egress (when it is
 // isolated for egress) and the destination's ingress (when it is isolated for
 // ingress) must both allow it. Traffic between a pod and an address of its
-// own node is always allowed.
+// own node is always allowed, and so is a pod talking to itself: that
+// traffic never leaves the pod's network namespace.
 func Allowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
+	if from.Pod != nil && from.Pod == to.Pod {
+		return true
+	}
 	return refEgressAllowed(s, from, to, proto, port) && refIngressAllowed(s, from, to, proto, port)
 }
 

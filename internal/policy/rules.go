@@ -41,6 +41,7 @@ type portSpec struct {
 
 func (c *compiler) compilePolicy(key string, np *networkingv1.NetworkPolicy) *compiledPolicy {
 	cp := &compiledPolicy{key: key}
+	c.compiled = append(c.compiled, cp)
 	cp.isolatesIngress, cp.isolatesEgress = c.policyTypes(key, np)
 	spec := field.NewPath("spec")
 	ns := policyNamespace(np)
@@ -110,8 +111,10 @@ func (c *compiler) compileRule(key, ns string, path, peersPath *field.Path,
 func (c *compiler) compilePort(key string, path *field.Path, p *networkingv1.NetworkPolicyPort) (portSpec, bool) {
 	ps := portSpec{proto: TCP}
 	if p.Protocol != nil {
+		// An explicit empty protocol is not the default: the API server
+		// defaults a missing protocol and refuses an empty one.
 		proto, ok := ProtocolFromAPI(*p.Protocol)
-		if !ok {
+		if !ok || *p.Protocol == "" {
 			c.problem(key, path.Child("protocol"), `unsupported protocol "`+string(*p.Protocol)+`", expected TCP, UDP or SCTP; port entry ignored`)
 			return ps, false
 		}

@@ -148,6 +148,8 @@ func TestIsolationAndPolicyTypes(t *testing.T) {
 				{"x/a", "192.168.0.2", tcp, 10250, false},
 				{"192.168.0.2", "x/c", tcp, 80, true}, // x/c lives on node-2
 				{"x/a", "x/b", tcp, 8080, false},
+				{"x/a", "x/a", tcp, 80, true}, // a pod reaching itself never leaves its namespace
+				{"6:x/a", "6:x/a", udp, 53, true},
 			}},
 	})
 }
@@ -225,6 +227,13 @@ func TestPeers(t *testing.T) {
 			probes: []probe{
 				{"y/a", "x/a", tcp, 80, true},
 				{"x/b", "x/a", tcp, 80, false},
+			}},
+		{name: "the first Namespace object of a name counts", policies: ingressFrom(nsPeer(sel("team=red"))),
+			mutate: func(s *cluster.Snapshot) {
+				s.Namespaces = append(s.Namespaces, &cluster.Namespace{Name: "y", Labels: lbls("team=blue")})
+			},
+			probes: []probe{
+				{"y/a", "x/a", tcp, 80, true},
 			}},
 		{name: "ipBlock matches pod addresses and other addresses, minus except",
 			policies: ingressFrom(blockPeer("10.2.0.0/24", "10.2.0.16/28")),

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -36,7 +35,19 @@ func (k u128) addr(v4 bool) netip.Addr {
 	return a
 }
 
-func (k u128) compare(o u128) int { return cmp.Or(cmp.Compare(k.hi, o.hi), cmp.Compare(k.lo, o.lo)) }
+func (k u128) compare(o u128) int {
+	switch {
+	case k.hi < o.hi:
+		return -1
+	case k.hi > o.hi:
+		return 1
+	case k.lo < o.lo:
+		return -1
+	case k.lo > o.lo:
+		return 1
+	}
+	return 0
+}
 
 // next returns k+1 and false when k is the highest value.
 func (k u128) next() (u128, bool) {
@@ -68,20 +79,75 @@ func (s spans) isEmpty() bool { return len(s.v4) == 0 && len(s.v6) == 0 }
 
 func (s spans) equal(t spans) bool { return slices.Equal(s.v4, t.v4) && slices.Equal(s.v6, t.v6) }
 
-// spanBuilder collects addresses and spans in any order.
-type spanBuilder struct{ v4, v6 []span }
+// pointBuilder collects single addresses in any order. IPv4 addresses are
+// kept as uint32 so sorting them is a plain integer sort, several times
+// faster than sorting ranges through a comparison function.
+type pointBuilder struct {
+	v4 []uint32
+	v6 []u128
+}
 
-func (b *spanBuilder) addAddr(a netip.Addr) {
-	k := keyOf(a)
-	if a.Is4() {
-		b.v4 = append(b.v4, span{k, k})
+// grow makes room for about n addresses of each family.
+func (b *pointBuilder) grow(n int) {
+	b.v4 = slices.Grow(b.v4, n/2)
+	b.v6 = slices.Grow(b.v6, n/2)
+}
+
+func (b *pointBuilder) addAddr(a netip.Addr) { b.addKey(keyOf(a), a.Is4()) }
+
+func (b *pointBuilder) addKey(k u128, v4 bool) {
+	if v4 {
+		b.v4 = append(b.v4, uint32(k.lo))
 	} else {
-		b.v6 = append(b.v6, span{k, k})
+		b.v6 = append(b.v6, k)
 	}
 }
 
-func (b *spanBuilder) build() spans {
-	return spans{normalizeSpans(b.v4), normalizeSpans(b.v6)}
+// build sorts the points and joins runs of consecutive addresses into spans.
+func (b *pointBuilder) build() spans {
+	out := spans{make([]span, 0, len(b.v4)), make([]span, 0, len(b.v6))}
+	if len(b.v4) > 0 {
+		slices.Sort(b.v4)
+		const mapped = 0xffff << 32 // the IPv4-mapped prefix of IPv4 keys
+		for i, a := range b.v4 {
+			if i > 0 && a == b.v4[i-1] {
+				continue
+			}
+			k := u128{0, mapped | uint64(a)}
+			if n := len(out.v4); n > 0 {
+				if next, _ := out.v4[n-1].to.next(); next == k {
+					out.v4[n-1].to = k
+					continue
+				}
+			}
+			out.v4 = append(out.v4, span{k, k})
+		}
+	}
+	if len(b.v6) > 0 {
+		slices.SortFunc(b.v6, u128.compare)
+		for i, k := range b.v6 {
+			if i > 0 && k == b.v6[i-1] {
+				continue
+			}
+			if n := len(out.v6); n > 0 {
+				if next, ok := out.v6[n-1].to.next(); ok && next == k {
+					out.v6[n-1].to = k
+					continue
+				}
+			}
+			out.v6 = append(out.v6, span{k, k})
+		}
+	}
+	return spans{clipOrNil(out.v4), clipOrNil(out.v6)}
+}
+
+// clipOrNil drops spare capacity, and the empty list altogether, so equal
+// sets compare equal however they were built.
+func clipOrNil(list []span) []span {
+	if len(list) == 0 {
+		return nil
+	}
+	return slices.Clip(list)
 }
 
 func spansOf(s addrset.Set) spans {
@@ -117,31 +183,6 @@ func (s spans) contains(k u128, v4 bool) bool {
 	}
 	i, _ := slices.BinarySearchFunc(list, k, func(sp span, k u128) int { return sp.to.compare(k) })
 	return i < len(list) && list[i].from.compare(k) <= 0
-}
-
-// normalizeSpans sorts and merges overlapping or adjacent spans in place.
-func normalizeSpans(list []span) []span {
-	if len(list) == 0 {
-		return nil
-	}
-	slices.SortFunc(list, func(a, b span) int { return a.from.compare(b.from) })
-	return mergeSorted(list)
-}
-
-// mergeSorted merges neighbours of a list sorted by start, in place.
-func mergeSorted(list []span) []span {
-	out := list[:1]
-	for _, sp := range list[1:] {
-		last := &out[len(out)-1]
-		if n, ok := last.to.next(); sp.from.compare(last.to) <= 0 || (ok && n == sp.from) {
-			if sp.to.compare(last.to) > 0 {
-				last.to = sp.to
-			}
-			continue
-		}
-		out = append(out, sp)
-	}
-	return slices.Clip(out)
 }
 
 // unionSpans merges canonical sets pairwise, which keeps the work linear in
@@ -203,7 +244,7 @@ func mergeTwo(a, b []span) []span {
 		}
 		out = append(out, sp)
 	}
-	return out
+	return slices.Clip(out)
 }
 
 // subtractSpans returns the addresses of s not in t.
@@ -215,7 +256,8 @@ func subtractList(a, b []span) []span {
 	if len(a) == 0 || len(b) == 0 {
 		return a
 	}
-	var out []span
+	// Each cut adds at most one span; sizing for that avoids regrowing.
+	out := make([]span, 0, len(a)+len(b))
 	j := 0
 	for _, cur := range a {
 		for j < len(b) && b[j].to.compare(cur.from) < 0 {
@@ -237,5 +279,5 @@ func subtractList(a, b []span) []span {
 			out = append(out, cur)
 		}
 	}
-	return out
+	return slices.Clip(out)
 }

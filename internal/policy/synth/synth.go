@@ -154,7 +154,7 @@ func (g *gen) pods(s *cluster.Snapshot) {
 		switch r := g.rnd.IntN(100); {
 		case r == 0:
 			p.HostNetwork = true
-			p.IPs = s.Nodes[node].Addresses
+			p.IPs = slices.Clone(s.Nodes[node].Addresses)
 		case r == 1:
 			p.Phase = corev1.PodSucceeded
 			p.IPs = g.podAddrs(node)
