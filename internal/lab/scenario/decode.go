@@ -189,7 +189,12 @@ func (d *decoder) strict(where, kind string, j []byte, obj any) bool {
 		name = kind + " " + qualified(o.GetNamespace(), o.GetName())
 	}
 	if err != nil {
-		d.problem(where, "%s: %v", name, err)
+		hint := ""
+		if strings.Contains(err.Error(), "cannot unmarshal bool into") {
+			// YAML 1.1, which kubectl speaks too, reads these as booleans.
+			hint = ` (unquoted y, n, yes, no, on, off, true and false are booleans in YAML: quote the value, as in namespace: "y")`
+		}
+		d.problem(where, "%s: %v%s", name, err, hint)
 		return false
 	}
 	for _, e := range strictErrs {

@@ -179,7 +179,7 @@ func (t *Topology) buildFabric() error {
 		return fmt.Errorf("fabric: bring up bridge: %w", err)
 	}
 	for i, n := range t.nodes {
-		if err := n.joinFabric(h, br, fmt.Sprintf("node%d", i)); err != nil {
+		if err := n.joinFabric(h, br, fmt.Sprintf("node%d", i), vethIndexBase+i); err != nil {
 			return fmt.Errorf("node %s: join fabric: %w", n.Name(), err)
 		}
 	}
@@ -198,9 +198,9 @@ func (t *Topology) buildFabric() error {
 	return nil
 }
 
-func (n *Node) joinFabric(fh *netlink.Handle, br netlink.Link, name string) error {
+func (n *Node) joinFabric(fh *netlink.Handle, br netlink.Link, name string, index int) error {
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index},
+		LinkAttrs:     netlink.LinkAttrs{Name: name, Index: index, MasterIndex: br.Attrs().Index},
 		PeerName:      FabricLink,
 		PeerNamespace: netlink.NsFd(n.ns.FD()),
 	}

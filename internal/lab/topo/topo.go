@@ -163,14 +163,14 @@ func (t *Topology) RemovePod(key string) error {
 	return nil
 }
 
-// Ready waits until every IPv6 address added since the last call is usable.
-// Addresses added without duplicate address detection still stay tentative
-// until the kernel's link watcher marks their link operational, which it
-// may batch for up to a second; before that, neighbour discovery for them
-// fails and the first packets are lost.
+// Ready waits until the links and IPv6 addresses added since the last call
+// carry traffic. Links stay unable to send and IPv6 addresses tentative
+// (even without duplicate address detection) until the kernel's link
+// watcher has run, which it may put off for up to a second; packets sent
+// before are lost.
 func (t *Topology) Ready(ctx context.Context) error {
 	for len(t.unready) > 0 {
-		if err := waitAddrs(ctx, t.unready[0]); err != nil {
+		if err := waitReady(ctx, t.unready[0]); err != nil {
 			return err
 		}
 		t.unready = t.unready[1:]
