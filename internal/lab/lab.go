@@ -114,9 +114,20 @@ type labPod struct {
 
 // New builds a lab from a snapshot (normalized first, see
 // scenario.Normalize): nodes, pods with their servers, then the enforcer on
-// every node. On error everything built is released.
+// every node. The lab owns opts.Enforcer from here on: on error everything
+// built is released and the enforcer closed.
 func New(ctx context.Context, snap *cluster.Snapshot, opts Options) (_ *Lab, err error) {
 	opts = opts.Defaults()
+	var l *Lab
+	defer func() {
+		switch {
+		case err == nil:
+		case l != nil:
+			l.Close()
+		default:
+			opts.Enforcer.Close() // the lab owns it from the start
+		}
+	}()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -128,12 +139,7 @@ func New(ctx context.Context, snap *cluster.Snapshot, opts Options) (_ *Lab, err
 	if err != nil {
 		return nil, fmt.Errorf("build nodes: %w", err)
 	}
-	l := &Lab{opts: opts, topo: tp, net: probe.NewNet(), snap: s, pods: map[string]*labPod{}}
-	defer func() {
-		if err != nil {
-			l.Close()
-		}
-	}()
+	l = &Lab{opts: opts, topo: tp, net: probe.NewNet(), snap: s, pods: map[string]*labPod{}}
 	for _, p := range s.Pods {
 		if runnable(p) {
 			if err := l.startPod(p); err != nil {

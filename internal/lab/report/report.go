@@ -168,7 +168,7 @@ func WriteTable(w io.Writer, results []probe.Result) error {
 	var b strings.Builder
 	b.WriteString(legend)
 	for _, m := range Matrices(results) {
-		fmt.Fprintf(&b, "\n%s\n%s", heading([]Key{m.Key}), m)
+		fmt.Fprintf(&b, "\n%s %s\n%s", portName(m.Key.Protocol, m.Key.Port), m.Key.Family, m)
 	}
 	writeFooter(&b, results)
 	_, err := io.WriteString(w, b.String())
@@ -176,7 +176,7 @@ func WriteTable(w io.Writer, results []probe.Result) error {
 }
 
 // WriteCompact writes each distinct matrix once, headed by every protocol,
-// port and family that has it ("TCP/80" alone when both families agree).
+// port and family that has it.
 func WriteCompact(w io.Writer, results []probe.Result) error {
 	var groups [][]*Matrix
 	for _, m := range Matrices(results) {
@@ -203,34 +203,44 @@ func WriteCompact(w io.Writer, results []probe.Result) error {
 	return err
 }
 
-// heading names a group of keys, dropping the family of a protocol/port
-// present in the group for both families.
+// heading names a group of keys by address family: "TCP/80, UDP/81 over
+// IPv4 and IPv6; UDP/80 over IPv4".
 func heading(keys []Key) string {
 	type pp struct {
 		proto corev1.Protocol
 		port  int32
 	}
-	families := map[pp][]corev1.IPFamily{}
+	families := map[pp][]string{}
 	var order []pp
 	for _, k := range keys {
 		p := pp{k.Protocol, k.Port}
 		if families[p] == nil {
 			order = append(order, p)
 		}
-		families[p] = append(families[p], k.Family)
+		families[p] = append(families[p], string(k.Family))
+	}
+	byFamilies := map[string][]string{}
+	var famOrder []string
+	for _, p := range order {
+		f := strings.Join(families[p], " and ")
+		if byFamilies[f] == nil {
+			famOrder = append(famOrder, f)
+		}
+		byFamilies[f] = append(byFamilies[f], portName(p.proto, p.port))
 	}
 	var parts []string
-	for _, p := range order {
-		s := fmt.Sprintf("%s/%d", p.proto, p.port)
-		if len(families[p]) == 1 {
-			s += " " + string(families[p][0])
-		}
-		if p.proto == corev1.ProtocolSCTP {
-			s += " (sctp-init)"
-		}
-		parts = append(parts, s)
+	for _, f := range famOrder {
+		parts = append(parts, strings.Join(byFamilies[f], ", ")+" over "+f)
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ")
+}
+
+func portName(proto corev1.Protocol, port int32) string {
+	s := fmt.Sprintf("%s/%d", proto, port)
+	if proto == corev1.ProtocolSCTP {
+		s += " (sctp-init)"
+	}
+	return s
 }
 
 func writeFooter(b *strings.Builder, results []probe.Result) {

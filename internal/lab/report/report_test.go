@@ -99,7 +99,7 @@ x/a -   .   -
 x/c .   -   -
 y/b .   .   -
 
-SCTP/81 IPv4 (sctp-init)
+SCTP/81 (sctp-init) IPv4
 -   x/a x/c y/b
 x/a -   -   -
 x/c .   -   -
@@ -130,7 +130,7 @@ func TestWriteCompactGroupsEqualMatrices(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := b.String()
-	for _, want := range []string{"TCP/80, UDP/81 IPv4\n", "UDP/81 IPv6\n", "7 probes: 6 connected, 1 blocked."} {
+	for _, want := range []string{"TCP/80 over IPv4 and IPv6; UDP/81 over IPv4\n", "UDP/81 over IPv6\n", "7 probes: 6 connected, 1 blocked."} {
 		if !strings.Contains(got, want) {
 			t.Errorf("compact output lacks %q:\n%s", want, got)
 		}

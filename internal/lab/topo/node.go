@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -122,6 +123,9 @@ func newNode(layout Layout, spec NodeSpec) (n *Node, err error) {
 		}
 	}()
 	if err := setSysctls(ns, nodeSysctls(layout)); err != nil {
+		if strings.Contains(err.Error(), "bridge-nf-call") {
+			err = fmt.Errorf("%w (the bridge layout needs br_netfilter: modprobe br_netfilter, or use the routed layout)", err)
+		}
 		return nil, err
 	}
 	if n.nl, err = ns.Netlink(); err != nil {
