@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,5 +163,52 @@ func TestLabDemo(t *testing.T) {
 	}
 	if strings.Count(out, "(exit status 3)") != 2 {
 		t.Errorf("iptables -C should fail with status 3 before and after the policies:\n%s", out)
+	}
+}
+
+// TestMain lets a test run the real command in a child process: with
+// KUBE_FENCE_TEST_MAIN set, the test binary is kube-fence.
+func TestMain(m *testing.M) {
+	if os.Getenv("KUBE_FENCE_TEST_MAIN") == "1" {
+		flag.Parse()
+		os.Args = append([]string{"kube-fence"}, flag.Args()...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestLabInterrupted interrupts the demo once its lab is built: the command
+// must end with status 130, saying everything was removed, rather than die
+// or hang.
+func TestLabInterrupted(t *testing.T) {
+	testenv.RequireRoot(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "lab", "demo", "--timeout", "5s")
+	cmd.Env = append(os.Environ(), "KUBE_FENCE_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Wait until the lab is built, then interrupt.
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "== 2.") {
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Fatalf("interrupted demo: %v, want exit status 130; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "everything the lab created was removed") {
+		t.Errorf("stderr: %s", stderr.String())
 	}
 }
