@@ -12,4 +12,8 @@
 // Pods through the API and set their status themselves (CreateNode,
 // SetPodRunning); pods must name their node at creation, deletions are
 // immediate (grace period 0) and namespaces are finalized by the framework.
+//
+// Helpers that take a testing.TB fail the test on error and use t.Context(),
+// which is cancelled before cleanups run: call them from the test body, not
+// from a t.Cleanup function.
 package framework
