@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the kernel and e2e tests need on a fresh Debian 12 machine and
+# builds kube-apiserver. Run as root from anywhere in the checkout; safe to run
+# again (installed packages and an up-to-date binary are left alone).
+#
+# A fragment for .ci/run: source nothing from it, just call it before go test.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# iptables and nftables: the doctor and the tests that plant foreign rules;
+# etcd-server: /usr/bin/etcd for test/e2e; iproute2: `ip` for the lab and
+# the tests.
+packages=(iptables nftables etcd-server iproute2)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}"
+  apt-get update
+  # A policy-rc.d that denies every start keeps etcd-server's postinst from
+  # starting an etcd daemon on the host: the tests run their own inside a
+  # network namespace. One already present (containers ship one) is kept.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+for bin in etcd nft iptables ip; do
+  command -v "$bin" >/dev/null || { echo "$bin is missing after installing ${packages[*]}" >&2; exit 1; }
+done
+
+cd "$root"
+GOFLAGS="-mod=readonly" GOWORK=off go mod download
+"$root/hack/build-kube-apiserver.sh"
