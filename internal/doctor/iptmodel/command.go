@@ -183,6 +183,30 @@ func (m xtMatch) String() string {
 		if c, ok := m.info.(*xt.Comment); ok {
 			return "-m comment --comment " + strconv.Quote(string(*c))
 		}
+	case "connmark":
+		if u, ok := m.info.(*xt.Unknown); ok && len(*u) >= 9 {
+			b := []byte(*u)
+			s := fmt.Sprintf("-m connmark %s--mark 0x%x", not(b[8] != 0), le32(b[0:4]))
+			if mask := le32(b[4:8]); mask != 0xffffffff {
+				s += fmt.Sprintf("/0x%x", mask)
+			}
+			return s
+		}
+	case "dscp":
+		if u, ok := m.info.(*xt.Unknown); ok && len(*u) >= 2 {
+			return fmt.Sprintf("-m dscp %s--dscp 0x%02x", not((*u)[1] != 0), (*u)[0])
+		}
+	case "addrtype":
+		if a, ok := m.info.(*xt.AddrTypeV1); ok {
+			s := "-m addrtype"
+			if a.Source != 0 {
+				s += " " + not(a.Flags&1 != 0) + "--src-type " + addrTypes(a.Source)
+			}
+			if a.Dest != 0 {
+				s += " " + not(a.Flags&2 != 0) + "--dst-type " + addrTypes(a.Dest)
+			}
+			return s
+		}
 	case "conntrack":
 		if ct, ok := m.info.(*xt.ConntrackMtinfo3); ok && ct.MatchFlags&uint16(xt.ConntrackState) != 0 {
 			return "-m conntrack " + not(ct.InvertFlags&uint16(xt.ConntrackState) != 0) + "--ctstate " + ctStateNames(ct.StateMask)
@@ -199,6 +223,18 @@ func ctStateNames(mask uint16) string {
 	}{{1, "INVALID"}, {8, "NEW"}, {4, "RELATED"}, {2, "ESTABLISHED"}, {64, "UNTRACKED"}} {
 		if mask&s.bit != 0 {
 			n = append(n, s.name)
+		}
+	}
+	return strings.Join(n, ",")
+}
+
+var addrTypeNames = []string{"UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE"}
+
+func addrTypes(mask uint16) string {
+	var n []string
+	for i, name := range addrTypeNames {
+		if mask&(1<<uint(i)) != 0 {
+			n = append(n, name)
 		}
 	}
 	return strings.Join(n, ",")

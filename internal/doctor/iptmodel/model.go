@@ -124,9 +124,9 @@ type TableRule struct {
 
 // TableResult is what -S/-L and iptables-save do with a whole table.
 type TableResult struct {
-	Incompatible bool
-	List         Result // `iptables -t TABLE -S` (and -L)
-	Save         Save
+	Incompatible bool   `json:"incompatible"`
+	List         Result `json:"list"` // `iptables -t TABLE -S` (and -L)
+	Save         Save   `json:"save"`
 }
 
 // Save is what iptables-save does with the table.
@@ -202,4 +202,11 @@ var builtins = map[string]map[string]builtin{
 func builtinChain(table string, b BaseChain) bool {
 	want, ok := builtins[table][b.Name]
 	return ok && want.hook == b.Hook && want.prio == b.Priority && (b.Type == "" || want.typ == b.Type)
+}
+
+// Command renders what version v's decoder makes of a rule, iptables-save
+// style (without "-A CHAIN").
+func Command(v Version, family byte, exprs []expr.Any) string {
+	c := decode(v, family, exprs).cmd
+	return c.String()
 }

@@ -267,3 +267,23 @@ func parseRule(m netlink.Message) (Rule, error) {
 
 // nftaTableHandle is NFTA_TABLE_HANDLE, which golang.org/x/sys lacks.
 const nftaTableHandle = 4
+
+// UserComment returns the comment nft stores in a rule's user data
+// (NFTNL_UDATA_RULE_COMMENT, a type-length-value record), or "".
+func UserComment(ud []byte) string {
+	for len(ud) >= 2 {
+		typ, n := ud[0], int(ud[1])
+		if len(ud) < 2+n {
+			return ""
+		}
+		if typ == 0 {
+			v := ud[2 : 2+n]
+			for len(v) > 0 && v[len(v)-1] == 0 {
+				v = v[:len(v)-1]
+			}
+			return string(v)
+		}
+		ud = ud[2+n:]
+	}
+	return ""
+}
