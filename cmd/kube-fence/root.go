@@ -16,11 +16,13 @@ func newRootCmd() *cobra.Command {
 table it owns (inet kube-fence), so no foreign rule can break it and it can break no
 iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
 
-  lab      prove enforcement with real packets in network namespaces`,
+  lab      prove enforcement with real packets in network namespaces
+  doctor   find, explain and safely repair foreign nftables rules that break iptables-nft tools`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCmd(), newLabCmd())
+	root.AddCommand(newDoctorCmd())
 	return root
 }
 

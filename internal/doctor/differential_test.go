@@ -130,10 +130,10 @@ func setupNS(t *testing.T) *netns.NS {
 }
 
 type caseResult struct {
-	c              corpus.Case
-	real, pred     outcome
-	nftLine, ours  string
-	setupErr       string
+	c             corpus.Case
+	real, pred    outcome
+	nftLine, ours string
+	setupErr      string
 }
 
 func runCase(ns *netns.NS, c corpus.Case) caseResult {

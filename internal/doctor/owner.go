@@ -49,20 +49,23 @@ func names(rule, comment string) []string {
 	return out
 }
 
-// guessOwner names the program that most likely wrote a rule, from the
-// rule's own names first, then from the chains of its table. Several
-// candidates, or none, give "unknown".
-func guessOwner(rule, comment, table string, tableChains []string) Owner {
-	if o, why, ok := match(names(rule, comment)); ok {
+// guessOwner names the program that most likely wrote a rule from the
+// rule's own names: chains it jumps to, interfaces, sets, comments, log
+// prefixes. The other chains of its table are no evidence, since iptables'
+// tables are shared by every program. Several candidates, or none, give
+// "unknown".
+func guessOwner(rule, comment string) Owner {
+	o, why, cands := match(names(rule, comment))
+	switch {
+	case o != "":
 		return Owner{Name: o, Reason: why}
+	case len(cands) > 1:
+		return Owner{Name: "unknown", Reason: "names of several programs: " + strings.Join(cands, ", ")}
 	}
-	if o, why, ok := match(append([]string{table}, tableChains...)); ok {
-		return Owner{Name: "likely " + o, Reason: "nothing in the rule names its author, but its table holds " + why}
-	}
-	return Owner{Name: "unknown", Reason: "no chain, interface, set, comment or log prefix in the rule or its table points at a known program"}
+	return Owner{Name: "unknown", Reason: "no chain, interface, set, comment or log prefix in the rule points at a known program"}
 }
 
-func match(ss []string) (owner, why string, ok bool) {
+func match(ss []string) (owner, why string, candidates []string) {
 	found := map[string]string{}
 	for _, s := range ss {
 		for _, h := range ownerHints {
@@ -73,19 +76,16 @@ func match(ss []string) (owner, why string, ok bool) {
 			}
 		}
 	}
-	if len(found) != 1 {
-		if len(found) > 1 {
-			var c []string
-			for o, s := range found {
-				c = append(c, o+" ("+s+")")
-			}
-			sort.Strings(c)
-			return "", "", false
+	if len(found) > 1 {
+		var c []string
+		for o, s := range found {
+			c = append(c, o+" ("+s+")")
 		}
-		return "", "", false
+		sort.Strings(c)
+		return "", "", c
 	}
 	for o, s := range found {
-		return o, "names " + `"` + s + `", used by ` + o, true
+		return o, `names "` + s + `", used by ` + o, nil
 	}
-	return "", "", false
+	return "", "", nil
 }

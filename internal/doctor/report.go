@@ -15,12 +15,12 @@ type Report struct {
 	Findings      []Finding `json:"findings"`
 	// Tables holds, per iptables-managed table present, what -S/-L and
 	// iptables-save do with it per version.
-	Tables        []TableReport      `json:"tables"`
-	Binaries      []toolchain.Binary `json:"binaries"`
-	MixedBackends bool               `json:"mixed_backends"`
-	Legacy        toolchain.Legacy   `json:"legacy"`
+	Tables        []TableReport        `json:"tables"`
+	Binaries      []toolchain.Binary   `json:"binaries"`
+	MixedBackends bool                 `json:"mixed_backends"`
+	Legacy        toolchain.Legacy     `json:"legacy"`
 	Leftovers     []toolchain.Leftover `json:"kube_router_leftovers"`
-	Notes         []string           `json:"notes,omitempty"`
+	Notes         []string             `json:"notes,omitempty"`
 }
 
 // Finding is one rule that breaks, or is misread by, a modelled version.
@@ -34,12 +34,12 @@ type Finding struct {
 	// Severity: "fatal" (-C/-D exit 3 in some version), "incompatible"
 	// (the table is hidden from -S/-L/iptables-save), "misread" (a version
 	// silently reads another rule).
-	Severity string            `json:"severity"`
-	AtFault  []FaultExpr       `json:"at_fault"`
+	Severity string             `json:"severity"`
+	AtFault  []FaultExpr        `json:"at_fault"`
 	IPTables map[string]Outcome `json:"iptables"`
-	Hits     []string          `json:"hits"`
-	Owner    Owner             `json:"owner"`
-	Fix      FixAdvice         `json:"fix"`
+	Hits     []string           `json:"hits"`
+	Owner    Owner              `json:"owner"`
+	Fix      FixAdvice          `json:"fix"`
 }
 
 // FaultExpr is an expression iptables cannot handle.
@@ -80,8 +80,8 @@ type FixAdvice struct {
 
 // TableReport is the table-level view of one iptables-managed table.
 type TableReport struct {
-	Family   string                      `json:"family"`
-	Table    string                      `json:"table"`
+	Family   string                          `json:"family"`
+	Table    string                          `json:"table"`
 	Versions map[string]iptmodel.TableResult `json:"iptables"`
 }
 

@@ -2,8 +2,8 @@ package doctor
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
-	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
+	"github.com/mdlayher/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -274,7 +275,7 @@ func finding(t nlrules.Table, r nlrules.Rule, exprs []expr.Any, ch nlrules.Chain
 	if c := nlrules.UserComment(r.UserData); c != "" {
 		f.Rule += " comment " + strconv.Quote(c)
 	}
-	f.Owner = guessOwner(f.Rule, comment, t.Name, chainNames)
+	f.Owner = guessOwner(f.Rule, comment)
 	f.Hits = hits(&f)
 	f.Fix = advise(r, ch, f)
 	return f, true
@@ -370,9 +371,12 @@ func toElements(s *nftables.Set, els []nftables.SetElement) []nftext.SetElement 
 			continue
 		}
 		se := nftext.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
-		if e.VerdictData != nil {
+		switch {
+		case e.VerdictData != nil:
 			se.Verdict = e.VerdictData
-		} else if len(e.Val) > 0 {
+		case (s.DataType.Name == "verdict" || s.KeyType.Name == "verdict") && len(e.Val) > 0: // google/nftables v0.3.0 files a verdict map's data type under KeyType
+			se.Verdict = verdictOf(e.Val)
+		case len(e.Val) > 0:
 			se.Data = e.Val
 		}
 		out = append(out, se)
@@ -380,4 +384,22 @@ func toElements(s *nftables.Set, els []nftables.SetElement) []nftext.SetElement 
 	return out
 }
 
-var _ = os.Getpid
+// verdictOf decodes a verdict map's data: NFTA_VERDICT_CODE and, for jump
+// and goto, NFTA_VERDICT_CHAIN attributes.
+func verdictOf(b []byte) *expr.Verdict {
+	v := &expr.Verdict{}
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return v
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			v.Kind = expr.VerdictKind(int32(ad.Uint32()))
+		case unix.NFTA_VERDICT_CHAIN:
+			v.Chain = ad.String()
+		}
+	}
+	return v
+}

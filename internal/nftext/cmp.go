@@ -44,11 +44,25 @@ func (s *state) cmp(e *expr.Cmp) {
 		s.out[v.depTok].dropped = true
 	}
 	text := s.match(v, e.Op, e.Data)
+	if e.Op == expr.CmpOpLte && v.mask == nil && len(s.out) > 0 && s.out[len(s.out)-1].rangeOf == v {
+		last := &s.out[len(s.out)-1]
+		last.text = v.f.name + " " + last.low + "-" + format(v.f.kind, e.Data)
+		last.rangeOf = nil
+		return
+	}
+	if e.Op == expr.CmpOpGte && v.mask == nil && v.multi == nil && v.full == 0 {
+		s.out = append(s.out, token{text: text, rangeOf: v, low: format(v.f.kind, e.Data)})
+		return
+	}
 	if e.Op == expr.CmpOpEq && v.mask == nil {
 		switch v.f.name {
 		case "meta l4proto", "ip protocol", "ip6 nexthdr":
 			if p, ok := l4ProtoHeader[uintOf(e.Data, false)]; ok {
 				s.l4, s.l4At = p, len(s.out)
+			}
+		case "meta iiftype":
+			if uintOf(e.Data, false) == 1 {
+				s.llAt = len(s.out)
 			}
 		case "meta nfproto":
 			if s.o.Family == unix.NFPROTO_INET {
@@ -71,6 +85,27 @@ func (s *state) cmp(e *expr.Cmp) {
 // `lhs & mask == value`.
 func (s *state) match(v *regval, op expr.CmpOp, data []byte) string {
 	name, k := v.f.name, v.f.kind
+	if v.full > 0 {
+		padded := make([]byte, v.full)
+		copy(padded, data)
+		bits := len(data) * 8
+		if v.mask != nil {
+			bits = prefixLen(v.mask)
+		}
+		return fmt.Sprintf("%s%s%s/%d", name, opText(op), format(k, padded), bits)
+	}
+	if v.multi != nil && v.mask == nil && op == expr.CmpOpEq {
+		var parts []string
+		for _, hf := range v.multi {
+			n := int(hf.shift)
+			if n > len(data) {
+				break
+			}
+			parts = append(parts, v.proto+" "+hf.name+" "+format(hf.kind, data[:n]))
+			data = data[n:]
+		}
+		return strings.Join(parts, " ")
+	}
 	if v.mask == nil {
 		return name + opText(op) + format(k, data)
 	}
@@ -88,6 +123,10 @@ func (s *state) match(v *regval, op expr.CmpOp, data []byte) string {
 		}
 	}
 	switch k {
+	case kCtLabel:
+		if allZero(data) && op == expr.CmpOpNeq {
+			return name + " " + format(k, v.mask)
+		}
 	case kCtState, kCtStatus, kTCPFlags:
 		if allZero(data) && op == expr.CmpOpNeq {
 			return name + " " + format(k, v.mask)

@@ -9,14 +9,14 @@ import (
 
 // Keys newer than golang.org/x/sys knows (linux/netfilter/nf_tables.h).
 const (
-	metaSecpath  expr.MetaKey = 27
-	metaIifkind  expr.MetaKey = 29
-	metaOifkind  expr.MetaKey = 30
-	metaTimeNS   expr.MetaKey = 33
-	metaTimeDay  expr.MetaKey = 34
-	metaTimeHour expr.MetaKey = 35
-	metaSdif     expr.MetaKey = 36
-	metaSdifname expr.MetaKey = 37
+	metaSecpath  expr.MetaKey = 25
+	metaIifkind  expr.MetaKey = 26
+	metaOifkind  expr.MetaKey = 27
+	metaTimeNS   expr.MetaKey = 30
+	metaTimeDay  expr.MetaKey = 31
+	metaTimeHour expr.MetaKey = 32
+	metaSdif     expr.MetaKey = 33
+	metaSdifname expr.MetaKey = 34
 	rtXfrm       expr.RtKey   = 4
 )
 
@@ -52,13 +52,13 @@ var metaFields = map[expr.MetaKey]field{
 	expr.MetaKeyIIFGROUP:   {"iifgroup", kInt},
 	expr.MetaKeyOIFGROUP:   {"oifgroup", kInt},
 	expr.MetaKeyCGROUP:     {"meta cgroup", kInt},
-	expr.MetaKeyPRANDOM:    {"meta random", kInt},
+	expr.MetaKeyPRANDOM:    {"meta random", kIntBE},
 	metaSecpath:            {"meta ipsec", kBool},
 	metaIifkind:            {"meta iifkind", kString},
 	metaOifkind:            {"meta oifkind", kString},
-	metaTimeNS:             {"meta time", kInt},
-	metaTimeDay:            {"meta day", kInt},
-	metaTimeHour:           {"meta hour", kInt},
+	metaTimeNS:             {"meta time", kTimeNS},
+	metaTimeDay:            {"meta day", kDay},
+	metaTimeHour:           {"meta hour", kHour},
 	metaSdif:               {"meta sdif", kIfindex},
 	metaSdifname:           {"meta sdifname", kString},
 }
@@ -76,13 +76,13 @@ var ctFields = map[expr.CtKey]field{
 	expr.CtKeySTATUS:     {"status", kCtStatus},
 	expr.CtKeyMARK:       {"mark", kHex},
 	expr.CtKeySECMARK:    {"secmark", kInt},
-	expr.CtKeyEXPIRATION: {"expiration", kInt},
+	expr.CtKeyEXPIRATION: {"expiration", kMillis},
 	expr.CtKeyHELPER:     {"helper", kString},
 	expr.CtKeyL3PROTOCOL: {"l3proto", kNfProto},
 	expr.CtKeyPROTOCOL:   {"protocol", kL4Proto},
 	expr.CtKeyPROTOSRC:   {"proto-src", kIntBE},
 	expr.CtKeyPROTODST:   {"proto-dst", kIntBE},
-	expr.CtKeyLABELS:     {"label", kInt},
+	expr.CtKeyLABELS:     {"label", kCtLabel},
 	expr.CtKeyPKTS:       {"packets", kInt},
 	expr.CtKeyBYTES:      {"bytes", kInt},
 	expr.CtKeyAVGPKT:     {"avgpkt", kInt},
@@ -199,7 +199,7 @@ var transportFields = map[string]map[payloadKey][]headerField{
 	"esp":  {{expr.PayloadBaseTransportHeader, 0, 4}: {{field: field{"spi", kIntBE}}}},
 	"ah":   {{expr.PayloadBaseTransportHeader, 4, 4}: {{field: field{"spi", kIntBE}}}},
 	"comp": {{expr.PayloadBaseTransportHeader, 2, 2}: {{field: field{"cpi", kIntBE}}}},
-	"igmp": {{expr.PayloadBaseTransportHeader, 0, 1}: {{field: field{"type", kIntBE}}}},
+	"igmp": {{expr.PayloadBaseTransportHeader, 0, 1}: {{field: field{"type", kIGMPType}}}},
 }
 
 var l4ProtoHeader = map[uint64]string{1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 50: "esp", 51: "ah", 58: "icmpv6", 108: "comp", 132: "sctp", 136: "udplite"}

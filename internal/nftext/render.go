@@ -30,7 +30,7 @@ type Options struct {
 
 // Rule renders a rule's expressions as one line of `nft list` text.
 func Rule(exprs []expr.Any, o Options) string {
-	s := &state{o: o, regs: map[uint32]*regval{}, l4At: -1, nfAt: -1}
+	s := &state{o: o, regs: map[uint32]*regval{}, l4At: -1, nfAt: -1, llAt: -1}
 	for _, e := range exprs {
 		s.expr(e)
 	}
@@ -48,6 +48,8 @@ type regval struct {
 	f      field
 	hfs    []headerField // header fields sharing these bytes, told apart by a later mask
 	seq    int           // load order, to join concatenations
+	full   int           // a partial load of an address field: the field's length
+	multi  []headerField // a load spanning several whole fields, in order
 	proto  string        // transport header the load belongs to
 	size   int
 	imm    []byte // constant loaded by immediate
@@ -59,6 +61,8 @@ type regval struct {
 type token struct {
 	text    string
 	dropped bool
+	rangeOf *regval // a `>=` match this token holds, for folding `>= a <= b` into `a-b`
+	low     string
 	l4      string // the transport header this match fixes ("tcp"), for dependency removal
 	nfproto byte   // the family this match fixes, for dependency removal
 }
@@ -70,6 +74,7 @@ type state struct {
 	l4   string // transport protocol fixed so far
 	l4At int    // token fixing it, -1 none
 	nfAt int
+	llAt int
 	seq  int
 }
 
@@ -119,6 +124,9 @@ func (s *state) expr(e expr.Any) {
 		s.load(e.DestRegister, &v)
 	case *expr.Byteorder:
 		v := *s.get(e.SourceRegister)
+		if v.f.kind == kInt && e.Op == expr.ByteorderHton {
+			v.f.kind = kIntBE
+		}
 		s.load(e.DestRegister, &v)
 	case *expr.Immediate:
 		s.load(e.Register, &regval{imm: e.Data, size: len(e.Data)})
@@ -287,6 +295,9 @@ func (s *state) payloadField(e *expr.Payload) *regval {
 	if e.Base == expr.PayloadBaseNetworkHeader && s.nfAt >= 0 {
 		dep = s.nfAt
 	}
+	if e.Base == expr.PayloadBaseLLHeader && s.llAt >= 0 {
+		dep = s.llAt
+	}
 	if hfs, ok := table[key]; ok {
 		hf := hfs[0]
 		f := hf.field
@@ -295,6 +306,16 @@ func (s *state) payloadField(e *expr.Payload) *regval {
 		}
 		return &regval{f: f, hfs: hfs, proto: proto, size: int(e.Len), depTok: dep}
 	}
+	for k, hfs := range table {
+		f := hfs[0].field
+		if k.offset == e.Offset && e.Len < k.length && (f.kind == kIPv4 || f.kind == kIPv6 || f.kind == kEther) {
+			return &regval{f: f, full: int(k.length), size: int(e.Len), depTok: dep}
+		}
+	}
+	if multi := cover(table, e.Offset, e.Len); multi != nil {
+		f := field{name: proto, kind: kHexBE}
+		return &regval{f: f, multi: multi, proto: proto, size: int(e.Len), depTok: dep}
+	}
 	base := map[expr.PayloadBase]string{expr.PayloadBaseLLHeader: "ll", expr.PayloadBaseNetworkHeader: "nh", expr.PayloadBaseTransportHeader: "th"}[e.Base]
 	return &regval{f: field{fmt.Sprintf("@%s,%d,%d", base, e.Offset*8, e.Len*8), kHexBE}, size: int(e.Len), depTok: -1}
 }
@@ -302,6 +323,8 @@ func (s *state) payloadField(e *expr.Payload) *regval {
 func (s *state) exthdr(e *expr.Exthdr) {
 	name := fmt.Sprintf("exthdr type %d offset %d", e.Type, e.Offset)
 	switch e.Op {
+	case 3: // NFT_EXTHDR_OP_SCTP
+		name = "sctp chunk " + named(sctpChunks, uint64(e.Type))
 	case expr.ExthdrOpTcpopt:
 		opt := map[uint8]string{0: "eol", 1: "nop", 2: "maxseg", 3: "window", 4: "sack-perm", 5: "sack", 8: "timestamp"}[e.Type]
 		if opt == "" {
@@ -324,3 +347,31 @@ func (s *state) exthdr(e *expr.Exthdr) {
 	}
 	s.load(e.DestRegister, &regval{f: field{name, kIntBE}})
 }
+
+// cover finds whole fields that exactly tile [offset, offset+length), as
+// nft loads `icmp type X icmp code Y` in one go.
+func cover(table map[payloadKey][]headerField, offset, length uint32) []headerField {
+	var out []headerField
+	for at := offset; at < offset+length; {
+		found := false
+		for k, hfs := range table {
+			if k.offset == at && hfs[0].mask == nil && at+k.length <= offset+length {
+				hf := hfs[0]
+				hf.shift = uint(k.length) // reuse: the field's byte length
+				out = append(out, hf)
+				at += k.length
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	if len(out) < 2 {
+		return nil
+	}
+	return out
+}
+
+var sctpChunks = map[uint64]string{0: "data", 1: "init", 2: "init-ack", 3: "sack", 4: "heartbeat", 5: "heartbeat-ack", 6: "abort", 7: "shutdown", 8: "shutdown-ack", 9: "error", 10: "cookie-echo", 11: "cookie-ack", 12: "ecne", 13: "cwr", 14: "shutdown-complete"}

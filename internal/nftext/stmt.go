@@ -197,6 +197,9 @@ func (s *state) statement(e expr.Any) {
 		}
 		s.emit(t)
 	case *expr.Reject:
+		if e.Type == unix.NFT_REJECT_TCP_RST && s.l4 == "tcp" && s.l4At >= 0 {
+			s.out[s.l4At].dropped = true // implied by "with tcp reset"
+		}
 		s.emit(s.rejectText(e))
 	case *expr.NAT:
 		kw := map[expr.NATType]string{expr.NATTypeSourceNAT: "snat", expr.NATTypeDestNAT: "dnat"}[e.Type]

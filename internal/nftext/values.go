@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // kind says how a register's bytes are formatted.
@@ -41,6 +42,12 @@ const (
 	kPriority               // major:minor
 	kUID                    // user id
 	kFibOIF                 // fib result oif
+	kTimeNS                 // nanoseconds since the epoch
+	kDay                    // day of week
+	kHour                   // seconds since midnight
+	kMillis                 // milliseconds, printed as a duration
+	kCtLabel                // conntrack label bit
+	kIGMPType               // IGMP type
 )
 
 var ctStates = []struct {
@@ -218,6 +225,32 @@ func format(k kind, b []byte) string {
 		return "missing"
 	case kFibOIF:
 		return format(kIfindex, b)
+	case kTimeNS:
+		return strconv.Quote(time.Unix(0, int64(uintOf(b, false))).UTC().Format("2006-01-02 15:04:05"))
+	case kDay:
+		if v := uintOf(b, false); v < 7 {
+			return strconv.Quote(time.Weekday(v).String())
+		}
+	case kHour:
+		v := uintOf(b, false)
+		if v%60 == 0 {
+			return strconv.Quote(fmt.Sprintf("%02d:%02d", v/3600, v/60%60))
+		}
+		return strconv.Quote(fmt.Sprintf("%02d:%02d:%02d", v/3600, v/60%60, v%60))
+	case kMillis:
+		return durationText(time.Duration(uintOf(b, false)) * time.Millisecond)
+	case kCtLabel:
+		v := b
+		for i := len(v)*8 - 1; i >= 0; i-- {
+			if v[i/8]&(1<<uint(i%8)) != 0 {
+				return strconv.Itoa(i)
+			}
+		}
+		return "0"
+	case kIGMPType:
+		return named(igmpTypes, uintOf(b, true))
 	}
 	return strconv.FormatUint(uintOf(b, false), 10)
 }
+
+var igmpTypes = map[uint64]string{0x11: "membership-query", 0x12: "membership-report-v1", 0x16: "membership-report-v2", 0x17: "leave-group", 0x22: "membership-report-v3"}

@@ -1,7 +1,10 @@
 package nlrules
 
 import (
+	"encoding/binary"
 	"fmt"
+
+	"github.com/mdlayher/netlink"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -95,6 +98,13 @@ func (e RawExpr) Decode(family byte) (out expr.Any) {
 			out = &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: fmt.Errorf("decode panicked: %v", r)}
 		}
 	}()
+	if own, ok := ownDecoders[e.Name]; ok {
+		x, err := own(e.Data)
+		if err != nil {
+			return &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: err}
+		}
+		return x
+	}
 	x := newExpr(e.Name)
 	if x == nil {
 		return &nftext.Undecoded{Name: e.Name, Data: e.Data}
@@ -128,4 +138,68 @@ func Encode(family byte, name string, e expr.Any) (RawExpr, error) {
 		return RawExpr{}, fmt.Errorf("marshal %s expression: %w", name, err)
 	}
 	return RawExpr{Name: name, Data: data}, nil
+}
+
+// ownDecoders cover expressions google/nftables v0.3.0 decodes wrongly or
+// not at all: ct (its u8 direction attribute, its set form), rt and
+// byteorder (not implemented).
+var ownDecoders = map[string]func([]byte) (expr.Any, error){
+	"ct": func(b []byte) (expr.Any, error) {
+		e := &expr.Ct{}
+		err := attrs(b, func(ad *netlink.AttributeDecoder) {
+			switch ad.Type() {
+			case unix.NFTA_CT_KEY:
+				e.Key = expr.CtKey(ad.Uint32())
+			case unix.NFTA_CT_DREG:
+				e.Register = ad.Uint32()
+			case unix.NFTA_CT_SREG:
+				e.Register, e.SourceRegister = ad.Uint32(), true
+			case unix.NFTA_CT_DIRECTION:
+				e.Direction = uint32(ad.Uint8())
+			}
+		})
+		return e, err
+	},
+	"rt": func(b []byte) (expr.Any, error) {
+		e := &expr.Rt{}
+		err := attrs(b, func(ad *netlink.AttributeDecoder) {
+			switch ad.Type() {
+			case unix.NFTA_RT_DREG:
+				e.Register = ad.Uint32()
+			case unix.NFTA_RT_KEY:
+				e.Key = expr.RtKey(ad.Uint32())
+			}
+		})
+		return e, err
+	},
+	"byteorder": func(b []byte) (expr.Any, error) {
+		e := &expr.Byteorder{}
+		err := attrs(b, func(ad *netlink.AttributeDecoder) {
+			switch ad.Type() {
+			case unix.NFTA_BYTEORDER_SREG:
+				e.SourceRegister = ad.Uint32()
+			case unix.NFTA_BYTEORDER_DREG:
+				e.DestRegister = ad.Uint32()
+			case unix.NFTA_BYTEORDER_OP:
+				e.Op = expr.ByteorderOp(ad.Uint32())
+			case unix.NFTA_BYTEORDER_LEN:
+				e.Len = ad.Uint32()
+			case unix.NFTA_BYTEORDER_SIZE:
+				e.Size = ad.Uint32()
+			}
+		})
+		return e, err
+	},
+}
+
+func attrs(b []byte, f func(*netlink.AttributeDecoder)) error {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return err
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		f(ad)
+	}
+	return ad.Err()
 }

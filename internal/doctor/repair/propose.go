@@ -202,9 +202,9 @@ func ctState(family byte, _ nlrules.Chain, exprs []expr.Any, i int) (int, *expr.
 		return 0, nil
 	}
 	info := make([]byte, 168)
-	off := 4 * 16 * 2 // orig/repl src/dst addresses and masks (union nf_inet_addr)
-	off += 8          // expires min, max
-	off += 2 * 5      // l4proto, four ports
+	off := 4 * 16 * 2                            // orig/repl src/dst addresses and masks (union nf_inet_addr)
+	off += 8                                     // expires min, max
+	off += 2 * 5                                 // l4proto, four ports
 	binary.LittleEndian.PutUint16(info[off:], 1) // match_flags: XT_CONNTRACK_STATE
 	if invert {
 		binary.LittleEndian.PutUint16(info[off+2:], 1)

@@ -76,14 +76,19 @@ func FindBinaries(ctx context.Context, o Options) []Binary {
 	var found []Binary
 	seen := map[string]bool{}
 	add := func(p, source string) {
-		if seen[p] {
+		// /sbin and /usr/sbin are often one directory: count a binary once.
+		key := p
+		if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			key = filepath.Join(d, filepath.Base(p))
+		}
+		if seen[key] {
 			return
 		}
 		st, err := os.Stat(p)
 		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			return
 		}
-		seen[p] = true
+		seen[key] = true
 		b := Binary{Path: p, Source: source}
 		if r, err := filepath.EvalSymlinks(p); err == nil && r != p {
 			b.ResolvesTo = r
