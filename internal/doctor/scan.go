@@ -103,12 +103,17 @@ func Scan(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := Analyze(rs, newSetReader(ns.FD()))
 	if !o.SkipToolchain {
-		rep.Binaries = toolchain.FindBinaries(ctx, o.Toolchain)
+		if b := toolchain.FindBinaries(ctx, o.Toolchain); b != nil {
+			rep.Binaries = b
+		}
 	}
 	var ipsets []string
 	var ipsetNote string
 	_ = ns.Do(func() error {
 		rep.Legacy = toolchain.ReadLegacy()
+		if rep.Legacy.Tables == nil {
+			rep.Legacy.Tables = []string{}
+		}
 		ipsets, ipsetNote = toolchain.IPSets(ctx)
 		return nil
 	})
