@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -176,9 +177,13 @@ func fix(out io.Writer, f doctorFlags) error {
 		}
 		return nil
 	}
+	stamp := time.Now().UTC().Format("20060102T150405.000")
 	path := f.rollbackFile
 	if path == "" {
-		path = "kube-fence-doctor-rollback-" + time.Now().UTC().Format("20060102T150405") + ".json"
+		path = "kube-fence-doctor-rollback-" + stamp + ".json"
+	} else if _, err := os.Stat(path); err == nil {
+		// Never overwrite an earlier rollback file (--watch repairs again).
+		path = strings.TrimSuffix(path, ".json") + "-" + stamp + ".json"
 	}
 	if err := repair.Fix(c, rs, props, path, f.netns); err != nil {
 		return err
@@ -233,7 +238,10 @@ func watch(ctx context.Context, out, errOut io.Writer, f doctorFlags, opts docto
 		time.Sleep(200 * time.Millisecond)
 		for drained := false; !drained; {
 			select {
-			case <-changes:
+			case _, ok := <-changes:
+				if !ok {
+					return nil
+				}
 			default:
 				drained = true
 			}

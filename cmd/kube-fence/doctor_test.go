@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
@@ -109,4 +111,42 @@ func TestDoctorCommand(t *testing.T) {
 	if code := doctorExit(runDoctor(context.Background(), &out, &bytes.Buffer{}, bad)); code != 2 {
 		t.Errorf("scan of a missing namespace exits %d, want 2", code)
 	}
+}
+
+// TestDoctorWatchFixesAgain: with --watch --fix, a tool putting its native
+// rule back gets it rewritten again shortly after.
+func TestDoctorWatchFixesAgain(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "iptables", "iptables")
+	testenv.RequireBinary(t, "nft", "nftables")
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	check := []string{"-C", "FORWARD", "-m", "comment", "--comment", "sentinel", "-j", "ACCEPT"}
+	if out, err := ns.Command("iptables", "-A", "FORWARD", "-m", "comment", "--comment", "sentinel", "-j", "ACCEPT"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	f := doctorFlags{output: "text", netns: ns.Path(), root: dir, fix: true, watch: true, rollbackFile: filepath.Join(dir, "rb.json")}
+	go func() { done <- runDoctor(ctx, io.Discard, io.Discard, f) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch ended with %v", err)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the first check runs and the watch starts
+	if out, err := ns.Command("nft", "insert rule ip filter FORWARD ct state established,related accept"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := ns.Command("iptables", check...); err == nil {
+			return
+		}
+	}
+	t.Fatal("the rule put back was not repaired within 5s")
 }
