@@ -85,7 +85,10 @@ type TableReport struct {
 	Versions map[string]iptmodel.TableResult `json:"iptables"`
 }
 
-// Problems reports whether the scan found anything that needs attention.
+// Problems reports whether the scan found anything that needs attention:
+// findings or mixed backends. kube-router's chains and ipsets are reported
+// but are no problem by themselves: on a K3s node they are live, not left
+// over.
 func (r *Report) Problems() bool {
-	return len(r.Findings) > 0 || r.MixedBackends || len(r.Leftovers) > 0
+	return len(r.Findings) > 0 || r.MixedBackends
 }

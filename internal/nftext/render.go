@@ -262,6 +262,10 @@ func fibLoad(e *expr.Fib) *regval {
 
 func (s *state) payload(e *expr.Payload) {
 	if e.OperationType == expr.PayloadWrite {
+		if t, ok := s.fieldWrite(e); ok {
+			s.emit(t)
+			return
+		}
 		v := s.payloadField(e)
 		s.emit(v.f.name + " set " + s.value(s.get(e.SourceRegister), v.f.kind))
 		return
@@ -375,3 +379,40 @@ func cover(table map[payloadKey][]headerField, offset, length uint32) []headerFi
 }
 
 var sctpChunks = map[uint64]string{0: "data", 1: "init", 2: "init-ack", 3: "sack", 4: "heartbeat", 5: "heartbeat-ack", 6: "abort", 7: "shutdown", 8: "shutdown-ack", 9: "error", 10: "cookie-echo", 11: "cookie-ack", 12: "ecne", 13: "cwr", 14: "shutdown-complete"}
+
+// fieldWrite renders `field set value` for nft's read-modify-write of a
+// header field: load the bytes around it, keep the other bits with a mask,
+// put the new value in with xor, write back.
+func (s *state) fieldWrite(e *expr.Payload) (string, bool) {
+	src := s.get(e.SourceRegister)
+	if src.mask == nil || len(src.mask) != int(e.Len) || len(src.xor) != int(e.Len) {
+		return "", false
+	}
+	table := ipv4Fields
+	if s.o.Family == unix.NFPROTO_IPV6 {
+		table = ipv6Fields
+	}
+	if e.Base != expr.PayloadBaseNetworkHeader {
+		return "", false
+	}
+	for i := 0; i < int(e.Len); i++ {
+		changed := ^src.mask[i]
+		if changed == 0 {
+			continue
+		}
+		for k, hfs := range table {
+			if k.offset != e.Offset+uint32(i) || int(k.length)+i > int(e.Len) {
+				continue
+			}
+			for _, hf := range hfs {
+				switch {
+				case hf.mask != nil && k.length == 1 && hf.mask[0] == changed:
+					return hf.name + " set " + format(hf.kind, []byte{src.xor[i] >> hf.shift}), true
+				case hf.mask == nil && allZero(src.mask[i:i+int(k.length)]):
+					return hf.name + " set " + format(hf.kind, src.xor[i:i+int(k.length)]), true
+				}
+			}
+		}
+	}
+	return "", false
+}

@@ -150,3 +150,23 @@ func TestAnonymousSetInline(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestFieldWrite(t *testing.T) {
+	ip := Options{Family: unix.NFPROTO_IPV4}
+	exprs := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 2},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0x03}, Xor: []byte{0x00, 0xb8}},
+		&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 2},
+	}
+	if got := Rule(exprs, ip); got != "ip dscp set ef" {
+		t.Errorf("dscp write: %q", got)
+	}
+	exprs = []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 2},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0x00, 0xff}, Xor: []byte{0x40, 0x00}},
+		&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 2},
+	}
+	if got := Rule(exprs, ip); got != "ip ttl set 64" {
+		t.Errorf("ttl write: %q", got)
+	}
+}
