@@ -248,3 +248,37 @@ func TestDifferentialIptables189(t *testing.T) {
 		t.Errorf("nftext matches nft list on only %d of %d rules, want 90%%", renderSame, rendered)
 	}
 }
+
+// TestDifferentialForeignBaseChain: a base chain iptables did not create
+// taints the table; the real -S and iptables-save warn and go on.
+func TestDifferentialForeignBaseChain(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "iptables", "iptables")
+	testenv.RequireBinary(t, "nft", "nftables")
+	ns := setupNS(t)
+	if out, err := ns.Command("nft", "add chain ip filter foreign { type filter hook input priority 10; }"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	rep, err := Scan(context.Background(), Options{NetnsPath: ns.Path(), SkipToolchain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pred iptmodel.TableResult
+	for _, tb := range rep.Tables {
+		if tb.Table == "filter" {
+			pred = tb.Versions["1.8.9"]
+		}
+	}
+	out, err := ns.Command("iptables", "-t", "filter", "-S")
+	first := strings.SplitN(string(out), "\n", 2)[0]
+	if exitOf(err) != pred.List.Exit || !pred.Tainted || first != pred.Save.Line {
+		t.Errorf("-S: exit %d, first line %q; predicted %+v", exitOf(err), first, pred)
+	}
+	save, err := ns.Command("iptables-save")
+	if exitOf(err) != pred.Save.Exit || !strings.Contains(string(save), pred.Save.Line) {
+		t.Errorf("iptables-save: exit %d\n%s\npredicted %+v", exitOf(err), save, pred.Save)
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(strings.Join(rep.Notes, "\n"), "base chain foreign") {
+		t.Errorf("notes: %v", rep.Notes)
+	}
+}

@@ -210,6 +210,11 @@ func analyzeTable(rep *Report, rs *nlrules.Ruleset, t nlrules.Table, chainNames 
 		tr.Versions[string(v)] = iptmodel.TableOf(v, t.Family, t.Name, trules, bases)
 	}
 	rep.Tables = append(rep.Tables, tr)
+	for _, b := range bases {
+		if tr.Versions[string(iptmodel.V189)].Tainted && !iptmodel.Builtin(t.Name, b) {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s %s: base chain %s (hook %d, priority %d) is not one of iptables' own: -S and iptables-save warn that the table \"contains incompatible base-chains\" and leave it out", familyName(t.Family), t.Name, b.Name, b.Hook, b.Priority))
+		}
+	}
 	for _, ri := range rules {
 		if f, ok := finding(t, ri.r, ri.exprs, ri.chain, tr, chainNames, anon); ok {
 			rep.Findings = append(rep.Findings, f)

@@ -124,7 +124,11 @@ type TableRule struct {
 
 // TableResult is what -S/-L and iptables-save do with a whole table.
 type TableResult struct {
-	Incompatible bool   `json:"incompatible"`
+	Incompatible bool `json:"incompatible"`
+	// Tainted: a base chain that is not one of iptables' built-in ones
+	// (name, hook, priority, type). -S and iptables-save still work but
+	// print a warning line instead of listing it.
+	Tainted bool `json:"tainted,omitempty"`
 	List         Result `json:"list"` // `iptables -t TABLE -S` (and -L)
 	Save         Save   `json:"save"`
 }
@@ -151,10 +155,10 @@ type BaseChain struct {
 // TableOf evaluates the table-level checks: rules in listing order and the
 // table's base chains.
 func TableOf(v Version, family byte, table string, rules []TableRule, bases []BaseChain) TableResult {
-	incompatible := false
+	incompatible, tainted := false, false
 	for _, b := range bases {
 		if !builtinChain(table, b) {
-			incompatible = true
+			tainted = true
 		}
 	}
 	var firstErr string
@@ -176,9 +180,13 @@ func TableOf(v Version, family byte, table string, rules []TableRule, bases []Ba
 		}
 	case firstErr != "":
 		return TableResult{
-			List: Result{Exit: 3, Error: firstErr},
-			Save: Save{Outcome: "error", Exit: 3, Error: firstErr},
+			Tainted: tainted,
+			List:    Result{Exit: 3, Error: firstErr},
+			Save:    Save{Outcome: "error", Exit: 3, Error: firstErr},
 		}
+	case tainted:
+		line := fmt.Sprintf("# Table `%s' contains incompatible base-chains, use 'nft' tool to list them.", table)
+		return TableResult{Tainted: true, Save: Save{Outcome: "ok", Line: line}}
 	}
 	return TableResult{Save: Save{Outcome: "ok"}}
 }
@@ -197,8 +205,8 @@ var builtins = map[string]map[string]builtin{
 	"security": {"INPUT": {unix.NF_INET_LOCAL_IN, 50, "filter"}, "FORWARD": {unix.NF_INET_FORWARD, 50, "filter"}, "OUTPUT": {unix.NF_INET_LOCAL_OUT, 50, "filter"}},
 }
 
-// builtinChain: iptables only accepts base chains it would have created
-// itself, same name, hook, priority and type.
+// builtinChain: iptables lists only base chains it would have created
+// itself, same name, hook, priority and type; others "taint" the table.
 func builtinChain(table string, b BaseChain) bool {
 	want, ok := builtins[table][b.Name]
 	return ok && want.hook == b.Hook && want.prio == b.Priority && (b.Type == "" || want.typ == b.Type)
@@ -210,3 +218,6 @@ func Command(v Version, family byte, exprs []expr.Any) string {
 	c := decode(v, family, exprs).cmd
 	return c.String()
 }
+
+// Builtin reports whether a base chain is one iptables itself creates.
+func Builtin(table string, b BaseChain) bool { return builtinChain(table, b) }
