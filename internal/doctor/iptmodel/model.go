@@ -128,9 +128,9 @@ type TableResult struct {
 	// Tainted: a base chain that is not one of iptables' built-in ones
 	// (name, hook, priority, type). -S and iptables-save still work but
 	// print a warning line instead of listing it.
-	Tainted bool `json:"tainted,omitempty"`
-	List         Result `json:"list"` // `iptables -t TABLE -S` (and -L)
-	Save         Save   `json:"save"`
+	Tainted bool   `json:"tainted,omitempty"`
+	List    Result `json:"list"` // `iptables -t TABLE -S` (and -L)
+	Save    Save   `json:"save"`
 }
 
 // Save is what iptables-save does with the table.
