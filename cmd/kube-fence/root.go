@@ -17,11 +17,12 @@ table it owns (inet kube-fence), so no foreign rule can break it and it can brea
 iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
 
   agent    enforce the cluster's NetworkPolicies on this node (the DaemonSet)
-  lab      prove enforcement with real packets in network namespaces`,
+  lab      prove enforcement with real packets in network namespaces
+  doctor   find, explain and safely repair foreign nftables rules that break iptables-nft tools`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newLabCmd(), newAgentCmd())
+	root.AddCommand(newVersionCmd(), newAgentCmd(), newLabCmd(), newDoctorCmd())
 	return root
 }
 

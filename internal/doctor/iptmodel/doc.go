@@ -1,0 +1,19 @@
+// Package iptmodel predicts, without running any binary, what each
+// iptables-nft version from 1.8.7 to 1.8.11 does with a rule it finds in a
+// table it manages (ip/ip6 filter, nat, mangle, raw, security).
+//
+// iptables-nft applies two separate checks. The table-level whitelist of
+// expression kinds decides whether `iptables -S`, `-L` and `iptables-save`
+// call the table "incompatible". The per-rule decoder, used by `-C`, `-D
+// <spec>`, `-S` and `iptables-save`, turns expressions back into an iptables
+// command; from 1.8.9 on an expression it cannot place is a fatal error
+// (exit 3, "cmp sreg undef", "unknown ipv4 meta key", ...), while 1.8.7 and
+// 1.8.8 silently drop it and so misread the rule. The model follows the
+// decoder register by register, because what iptables does with a cmp
+// depends on which expression it believes loaded the register: `oifname
+// "wt0" ct state established,related accept` does not fail in 1.8.9, it is
+// misread, since the ct load it skips leaves the oifname load in place.
+//
+// 1.8.9 is checked against the real binary by the doctor's differential
+// test; the other versions follow the documented changes (see Facts).
+package iptmodel
