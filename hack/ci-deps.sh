@@ -7,6 +7,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="/usr/local/go/bin:${PATH}"
 
 # iptables and nftables: the doctor and the tests that plant foreign rules;
 # etcd-server: /usr/bin/etcd for test/e2e; iproute2: `ip` for the lab and

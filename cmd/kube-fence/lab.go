@@ -17,12 +17,13 @@ import (
 	"github.com/kube-fence/kube-fence/internal/lab/report"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/lab/topo"
+	"github.com/kube-fence/kube-fence/internal/nft"
 )
 
-// newEnforcer makes the enforcer the lab runs on every node: the policy
-// compiler and the nftables dataplane plug in here. While it is nil the lab
-// runs without enforcement and says so.
-var newEnforcer func() (lab.Enforcer, error)
+// newEnforcer makes the enforcer the lab runs on every node: the same policy
+// compiler and nftables dataplane the agent runs. Tests may swap it; while it
+// is nil the lab runs without enforcement and says so.
+var newEnforcer = func() (lab.Enforcer, error) { return &lab.KernelEnforcer{}, nil }
 
 type labFlags struct {
 	layout   string
@@ -72,6 +73,7 @@ namespace or firewall; everything it creates is gone when it exits.`,
 func newLabRunCmd() *cobra.Command {
 	var flags labFlags
 	var file, output string
+	var showTable bool
 	cmd := &cobra.Command{
 		Use:   "run -f SCENARIO.yaml [-o table|json]",
 		Short: "Run a scenario of Namespaces, Pods and NetworkPolicies and print who reaches whom",
@@ -96,17 +98,18 @@ Exit status: 0 when the run worked, whatever the connectivity; 2 for an invalid 
 			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			return runScenario(ctx, cmd, file, output, flags)
+			return runScenario(ctx, cmd, file, output, showTable, flags)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the scenario file, or - for standard input")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().BoolVar(&showTable, "show-table", false, "also print each node's kube-fence table in nft syntax (to standard error with -o json)")
 	_ = cmd.MarkFlagRequired("filename")
 	flags.register(cmd)
 	return cmd
 }
 
-func runScenario(ctx context.Context, cmd *cobra.Command, file, output string, flags labFlags) error {
+func runScenario(ctx context.Context, cmd *cobra.Command, file, output string, showTable bool, flags labFlags) error {
 	stderr := cmd.ErrOrStderr()
 	s, err := readScenario(cmd, file)
 	if err != nil {
@@ -146,6 +149,15 @@ func runScenario(ctx context.Context, cmd *cobra.Command, file, output string, f
 	}
 	if err != nil {
 		return err
+	}
+	if showTable {
+		w := out
+		if output == "json" {
+			w = stderr
+		}
+		if err := writeTables(w, l, opts.Enforcer); err != nil {
+			return err
+		}
 	}
 	if err := l.Close(); err != nil {
 		return fmt.Errorf("clean up the lab: %w", err)
@@ -239,4 +251,25 @@ three NetworkPolicies one at a time and prints the reachability matrix after eac
 	}
 	flags.register(cmd)
 	return cmd
+}
+
+// writeTables prints the table the enforcer programmed on each node, as the
+// kernel holds it (the rendered text is verified equal to the kernel's
+// table after every change).
+func writeTables(w io.Writer, l *lab.Lab, e lab.Enforcer) error {
+	ke, ok := e.(*lab.KernelEnforcer)
+	if !ok {
+		return nil
+	}
+	for _, n := range l.Nodes() {
+		plan := ke.Plan(n.Name())
+		if plan == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n# node %s: nft list table inet %s\n", n.Name(), nft.TableName)
+		if err := nft.WriteText(w, nft.Render(plan)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

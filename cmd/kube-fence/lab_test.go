@@ -86,8 +86,37 @@ func TestLabRunJSON(t *testing.T) {
 			t.Errorf("probe %d not connected: %v", i, p)
 		}
 	}
-	if !strings.Contains(stderr, "no enforcer plugged in") {
-		t.Errorf("stderr does not warn that nothing enforces: %q", stderr)
+}
+
+// TestLabRunEnforces runs the real enforcer: a policy isolating x/a for
+// ingress blocks exactly the probes into x/a, SCTP included.
+func TestLabRunEnforces(t *testing.T) {
+	testenv.RequireRoot(t)
+	scenario := twoPods + `---
+{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+ "metadata": {"name": "deny-a", "namespace": "x"},
+ "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]}}
+`
+	out, stderr, code := run(t, scenario, "lab", "run", "-f", "-", "-o", "json", "--timeout", "300ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Probes []struct {
+			From, To  string
+			Connected bool
+		} `json:"probes"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	if len(got.Probes) != 3 {
+		t.Fatalf("%d probes, want 3:\n%s", len(got.Probes), out)
+	}
+	for _, p := range got.Probes {
+		if want := p.To != "x/a"; p.Connected != want {
+			t.Errorf("%s -> %s connected=%v, want %v", p.From, p.To, p.Connected, want)
+		}
 	}
 }
 

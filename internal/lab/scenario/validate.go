@@ -7,10 +7,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // FamiliesAnnotation on a pod restricts the address families the lab gives
@@ -18,11 +19,8 @@ import (
 // default, as long as the pod's node has a pod CIDR of each family).
 const FamiliesAnnotation = "lab.kube-fence.io/ip-families"
 
-// validatePolicy checks one NetworkPolicy.
-//
-// TODO(merge): replace with policy.Validate from internal/policy once it
-// lands (same signature) and delete basicPolicyChecks.
-var validatePolicy func(*networkingv1.NetworkPolicy) field.ErrorList = basicPolicyChecks
+// validatePolicy checks one NetworkPolicy as the API server would.
+var validatePolicy = policy.Validate
 
 var supportedProtocols = []corev1.Protocol{corev1.ProtocolSCTP, corev1.ProtocolTCP, corev1.ProtocolUDP}
 
@@ -315,37 +313,4 @@ func FamilyOf(ip netip.Addr) corev1.IPFamily {
 		return corev1.IPv4Protocol
 	}
 	return corev1.IPv6Protocol
-}
-
-// basicPolicyChecks stands in for policy.Validate until the merge: it
-// catches the mistakes that would otherwise crash the conversion, nothing
-// more.
-func basicPolicyChecks(np *networkingv1.NetworkPolicy) field.ErrorList {
-	var errs field.ErrorList
-	checkPorts := func(path *field.Path, ports []networkingv1.NetworkPolicyPort) {
-		for i, p := range ports {
-			if p.Protocol != nil && !slices.Contains(supportedProtocols, *p.Protocol) {
-				errs = append(errs, field.NotSupported(path.Index(i).Child("protocol"), *p.Protocol, supportedProtocols))
-			}
-		}
-	}
-	checkPeers := func(path *field.Path, peers []networkingv1.NetworkPolicyPeer) {
-		for i, p := range peers {
-			if p.IPBlock == nil {
-				continue
-			}
-			if _, err := netip.ParsePrefix(p.IPBlock.CIDR); err != nil {
-				errs = append(errs, field.Invalid(path.Index(i).Child("ipBlock", "cidr"), p.IPBlock.CIDR, "not a CIDR"))
-			}
-		}
-	}
-	for i, r := range np.Spec.Ingress {
-		checkPorts(field.NewPath("spec", "ingress").Index(i).Child("ports"), r.Ports)
-		checkPeers(field.NewPath("spec", "ingress").Index(i).Child("from"), r.From)
-	}
-	for i, r := range np.Spec.Egress {
-		checkPorts(field.NewPath("spec", "egress").Index(i).Child("ports"), r.Ports)
-		checkPeers(field.NewPath("spec", "egress").Index(i).Child("to"), r.To)
-	}
-	return errs
 }
