@@ -65,7 +65,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server; empty means the in-cluster service account")
-	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "node whose pods to enforce (default: $NODE_NAME, then the hostname)")
+	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "node whose pods to enforce; defaults to $NODE_NAME, else the hostname")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "host:port serving Prometheus metrics at /metrics; empty disables")
 	f.StringVar(&cfg.HealthAddr, "health-bind-address", cfg.HealthAddr, "host:port serving /healthz (the writer loop is alive) and /readyz (the kernel holds the desired table); empty disables")
 	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
