@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
-	"github.com/kube-fence/kube-fence/internal/doctor/nlrules"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/doctor/repair"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/kube-fence/kube-fence/internal/doctor/nlrules"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 // syntheticRuleset is an ip filter FORWARD chain of n rules, every tenth a

@@ -1,7 +1,7 @@
 package doctor
 
 import (
-	"github.com/kube-fence/kube-fence/internal/doctor/nlrules"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nftext"
 	"golang.org/x/sys/unix"

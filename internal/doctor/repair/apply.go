@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kube-fence/kube-fence/internal/doctor/iptmodel"
-	"github.com/kube-fence/kube-fence/internal/doctor/nlrules"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 // Plan lists the exact rewrites available for every rule, in an

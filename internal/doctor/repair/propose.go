@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kube-fence/kube-fence/internal/doctor/iptmodel"
-	"github.com/kube-fence/kube-fence/internal/doctor/nlrules"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 // Proposal is an exact rewrite of one rule.

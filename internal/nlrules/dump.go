@@ -145,7 +145,7 @@ func (c *Conn) readOnce() (*Ruleset, error) {
 	}
 	index := map[string]int{}
 	for _, m := range msgs {
-		r, err := parseRule(m)
+		r, err := ParseRule(m)
 		if err != nil {
 			return nil, fmt.Errorf("decode rule: %w", err)
 		}
@@ -223,7 +223,8 @@ func parseChain(m netlink.Message) (Chain, error) {
 	return ch, ad.Err()
 }
 
-func parseRule(m netlink.Message) (Rule, error) {
+// ParseRule decodes one NFT_MSG_NEWRULE message, as a rule dump returns it.
+func ParseRule(m netlink.Message) (Rule, error) {
 	r := Rule{Family: family(m)}
 	ad, err := decoder(m.Data)
 	if err != nil {
