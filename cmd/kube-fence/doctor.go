@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
-	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/doctor/repair"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 type doctorFlags struct {

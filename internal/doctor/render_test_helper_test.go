@@ -1,9 +1,9 @@
 package doctor
 
 import (
-	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nftext"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"golang.org/x/sys/unix"
 )
 

@@ -16,10 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kube-fence/kube-fence/internal/doctor/iptmodel"
-	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/doctor/repair"
 	"github.com/kube-fence/kube-fence/internal/doctor/toolchain"
 	"github.com/kube-fence/kube-fence/internal/nftext"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 // Options configure a scan.

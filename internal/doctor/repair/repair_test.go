@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/netns"
+	"github.com/kube-fence/kube-fence/internal/nlrules"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
