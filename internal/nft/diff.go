@@ -6,6 +6,9 @@ import (
 	"strings"
 
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/nftext"
 )
 
 // Delta is what turns one table into another: the differences in words and
@@ -271,12 +274,8 @@ func RuleKey(r Rule) string {
 	return b.String()
 }
 
-// exprsText describes expressions we did not build (read back from the
-// kernel) compactly enough for a log line.
+// exprsText prints expressions we did not build (read back from the kernel)
+// as nft would.
 func exprsText(es []expr.Any) string {
-	parts := make([]string, len(es))
-	for i, e := range es {
-		parts[i] = strings.TrimPrefix(fmt.Sprintf("%T%+v", e, e), "*expr.")
-	}
-	return "[" + strings.Join(parts, " ") + "]"
+	return nftext.Rule(es, nftext.Options{Family: unix.NFPROTO_INET})
 }

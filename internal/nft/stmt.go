@@ -7,6 +7,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/nftext"
 )
 
 // The few rule pieces kube-fence uses, each built once here with the exact
@@ -162,19 +164,5 @@ var (
 func jump(chain string) stmt { return verdict(expr.VerdictJump, chain) }
 
 func verdictText(v Verdict) string {
-	switch v.Kind {
-	case expr.VerdictAccept:
-		return "accept"
-	case expr.VerdictDrop:
-		return "drop"
-	case expr.VerdictReturn:
-		return "return"
-	case expr.VerdictJump:
-		return "jump " + v.Chain
-	case expr.VerdictGoto:
-		return "goto " + v.Chain
-	case expr.VerdictContinue:
-		return "continue"
-	}
-	return fmt.Sprintf("verdict(%d)", v.Kind)
+	return nftext.Verdict(&expr.Verdict{Kind: v.Kind, Chain: v.Chain})
 }

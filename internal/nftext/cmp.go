@@ -210,7 +210,7 @@ func (s *state) setText(name string, parts []*regval) string {
 		}
 		switch {
 		case el.Verdict != nil:
-			item += " : " + verdictText(el.Verdict)
+			item += " : " + Verdict(el.Verdict)
 		case el.Data != nil:
 			item += " : " + format(kHexBE, el.Data)
 		}

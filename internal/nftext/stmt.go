@@ -10,7 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func verdictText(v *expr.Verdict) string {
+// Verdict prints a verdict as nft does: accept, drop, jump CHAIN, ...
+func Verdict(v *expr.Verdict) string {
 	switch v.Kind {
 	case expr.VerdictAccept:
 		return "accept"
@@ -179,7 +180,7 @@ func natFlags(random, fully, persistent bool) string {
 func (s *state) statement(e expr.Any) {
 	switch e := e.(type) {
 	case *expr.Verdict:
-		s.emit(verdictText(e))
+		s.emit(Verdict(e))
 	case *expr.Counter:
 		s.emit(fmt.Sprintf("counter packets %d bytes %d", e.Packets, e.Bytes))
 	case *expr.Limit:
