@@ -131,7 +131,11 @@ func sendBatch(sock *netlink.Conn, msgs []netlink.Message, describe func(netlink
 	for i := range msgs {
 		msgs[i].Header.Sequence = 0 // let our socket number them
 		msgs[i].Header.PID = 0
-		msgs[i].Header.Flags &^= netlink.Acknowledge
+		// No per-message acks, and no echo: google/nftables asks the
+		// kernel to echo every new rule back (to learn its handle), and at
+		// a thousand rules the echoes overflow the socket's receive buffer
+		// before the batch's result arrives.
+		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
 		size += 16 + len(msgs[i].Data) + 3
 	}
 	last := len(msgs) - 2 // the message before batch end
