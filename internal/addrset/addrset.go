@@ -78,6 +78,44 @@ func OfAddrs(addrs ...netip.Addr) Set {
 	return b.Set()
 }
 
+// FromCanonical returns the set of the given ranges, which must already be
+// in canonical form: each list in its family, sorted, disjoint and
+// non-adjacent, every range with From <= To. It checks that in one pass
+// instead of sorting and merging as a Builder does, which matters when
+// converting sets of thousands of ranges computed elsewhere in canonical form.
+// The set takes the slices over: the caller must not modify them afterwards.
+func FromCanonical(v4, v6 []Range) (Set, error) {
+	if err := checkCanonical(v4, true); err != nil {
+		return Set{}, fmt.Errorf("addrset: IPv4 ranges: %w", err)
+	}
+	if err := checkCanonical(v6, false); err != nil {
+		return Set{}, fmt.Errorf("addrset: IPv6 ranges: %w", err)
+	}
+	if len(v4) == 0 {
+		v4 = nil
+	}
+	if len(v6) == 0 {
+		v6 = nil
+	}
+	return Set{v4: v4, v6: v6}, nil
+}
+
+func checkCanonical(rs []Range, v4 bool) error {
+	for i, r := range rs {
+		switch {
+		case !r.From.IsValid() || !r.To.IsValid() || r.From.Is4() != v4 || r.To.Is4() != v4 || r.From.Zone() != "" || r.To.Zone() != "":
+			return fmt.Errorf("range %d (%v-%v): wrong family or zoned", i, r.From, r.To)
+		case r.From.Compare(r.To) > 0:
+			return fmt.Errorf("range %d (%v-%v): reversed", i, r.From, r.To)
+		case i > 0 && touches(rs[i-1], r):
+			return fmt.Errorf("range %d (%v-%v): overlaps or adjoins the one before", i, r.From, r.To)
+		case i > 0 && rs[i-1].From.Compare(r.From) > 0:
+			return fmt.Errorf("range %d (%v-%v): out of order", i, r.From, r.To)
+		}
+	}
+	return nil
+}
+
 // IsEmpty reports whether s holds no address.
 func (s Set) IsEmpty() bool { return len(s.v4) == 0 && len(s.v6) == 0 }
 
@@ -106,9 +144,21 @@ func (s Set) Contains(a netip.Addr) bool {
 	return found
 }
 
-// Equal reports whether s and t hold the same addresses.
+// Equal reports whether s and t hold the same addresses. Sets sharing their
+// ranges (copies of one Set value) compare in constant time, which lets the
+// dataplane skip the sets a sync did not touch.
 func (s Set) Equal(t Set) bool {
-	return slices.Equal(s.v4, t.v4) && slices.Equal(s.v6, t.v6)
+	return sameRanges(s.v4, t.v4) && sameRanges(s.v6, t.v6)
+}
+
+func sameRanges(a, b []Range) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
 }
 
 // Union returns the addresses in s or t.

@@ -90,3 +90,46 @@ func TestContainsAndIntersect(t *testing.T) {
 		t.Error("union with empty set changed the set")
 	}
 }
+
+func TestFromCanonical(t *testing.T) {
+	a := netip.MustParseAddr
+	r := func(from, to string) Range { return Range{From: a(from), To: a(to)} }
+	good, err := FromCanonical([]Range{r("10.0.0.1", "10.0.0.3"), r("10.0.0.5", "10.0.0.5")}, []Range{r("fd00::1", "fd00::9")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := set(t, "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5", "fd00::1", "fd00::2", "fd00::3", "fd00::4", "fd00::5", "fd00::6", "fd00::7", "fd00::8", "fd00::9"); !good.Equal(want) {
+		t.Errorf("FromCanonical = %v, want %v", good, want)
+	}
+	if empty, err := FromCanonical([]Range{}, nil); err != nil || !empty.Equal(Set{}) || empty.V4() != nil {
+		t.Errorf("FromCanonical of empty lists = %v (v4 %#v), %v; want the zero Set", empty, empty.V4(), err)
+	}
+	bad := []struct {
+		name   string
+		v4, v6 []Range
+	}{
+		{"adjacent", []Range{r("10.0.0.1", "10.0.0.3"), r("10.0.0.4", "10.0.0.5")}, nil},
+		{"overlapping", []Range{r("10.0.0.1", "10.0.0.3"), r("10.0.0.3", "10.0.0.5")}, nil},
+		{"unsorted", []Range{r("10.0.0.7", "10.0.0.8"), r("10.0.0.1", "10.0.0.3")}, nil},
+		{"reversed", []Range{r("10.0.0.3", "10.0.0.1")}, nil},
+		{"family", nil, []Range{r("10.0.0.1", "10.0.0.1")}},
+		{"zoned", nil, []Range{{From: a("fe80::1%eth0"), To: a("fe80::1%eth0")}}},
+	}
+	for _, c := range bad {
+		if s, err := FromCanonical(c.v4, c.v6); err == nil {
+			t.Errorf("%s: FromCanonical accepted %v", c.name, s)
+		}
+	}
+}
+
+func TestEqualSharedAndCopied(t *testing.T) {
+	s := set(t, "10.0.0.0/24", "10.2.0.1", "fd00::/64")
+	copied := set(t, "10.0.0.0/24", "10.2.0.1", "fd00::/64")
+	shared := s
+	if !s.Equal(shared) || !s.Equal(copied) || !copied.Equal(s) {
+		t.Error("equal sets compare unequal")
+	}
+	if s.Equal(set(t, "10.0.0.0/24", "10.2.0.2", "fd00::/64")) || s.Equal(set(t, "10.0.0.0/24", "10.2.0.1")) {
+		t.Error("different sets compare equal")
+	}
+}

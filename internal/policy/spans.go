@@ -161,15 +161,28 @@ func spansOf(s addrset.Set) spans {
 	return spans{conv(s.V4()), conv(s.V6())}
 }
 
-// toSet converts to the plan's form. The spans are canonical, so the
-// Builder finds them sorted and merged already.
+// toSet converts to the plan's form. Spans are canonical already, so the
+// ranges are handed over without the Builder's sort and merge.
 func (s spans) toSet() addrset.Set {
-	var b addrset.Builder
-	for _, sp := range s.v4 {
-		b.AddRange(addrset.Range{From: sp.from.addr(true), To: sp.to.addr(true)})
+	conv := func(list []span, v4 bool) []addrset.Range {
+		if len(list) == 0 {
+			return nil
+		}
+		out := make([]addrset.Range, len(list))
+		for i, sp := range list {
+			out[i] = addrset.Range{From: sp.from.addr(v4), To: sp.to.addr(v4)}
+		}
+		return out
 	}
-	for _, sp := range s.v6 {
-		b.AddRange(addrset.Range{From: sp.from.addr(false), To: sp.to.addr(false)})
+	v4, v6 := conv(s.v4, true), conv(s.v6, false)
+	if set, err := addrset.FromCanonical(v4, v6); err == nil {
+		return set
+	}
+	// Not canonical would be a bug in the set algebra; the Builder still
+	// gives the right set rather than a wrong one.
+	var b addrset.Builder
+	for _, r := range append(v4, v6...) {
+		b.AddRange(r)
 	}
 	return b.Set()
 }
