@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -31,14 +32,17 @@ type Options struct {
 // pods it selects. Only a policy whose own podSelector is invalid is skipped
 // whole, since nobody can say which pods it meant.
 func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
-	pl := &Plan{Node: node, DefaultDenyUnknown: opts.DefaultDenyUnknown}
 	if s == nil {
-		return pl
+		return &Plan{Node: node, DefaultDenyUnknown: opts.DefaultDenyUnknown}
 	}
-	c := newCompiler(s)
-	pl.NodeAddrs, pl.PodCIDRs = nodeSets(s, node)
+	return newCompiler(s, node).plan(opts)
+}
 
-	locals := c.localPods(node)
+// plan builds the node's plan from the compiler's current state.
+func (c *compiler) plan(opts Options) *Plan {
+	pl := &Plan{Node: c.node, DefaultDenyUnknown: opts.DefaultDenyUnknown, NodeAddrs: c.nodeAddrs, PodCIDRs: c.podCIDRs}
+	c.problems = nil
+	locals := c.localPods()
 	c.selectPolicies(locals)
 	c.indexEgressNames()
 	pl.Pods, pl.Profiles = c.assignProfiles(locals)
@@ -48,9 +52,9 @@ func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
 
 // nodeSets returns the addresses and pod CIDRs of the Node object(s) of that
 // name.
-func nodeSets(s *cluster.Snapshot, node string) (addrs, cidrs addrset.Set) {
+func nodeSets(nodes []*cluster.Node, node string) (addrs, cidrs addrset.Set) {
 	var a, c addrset.Builder
-	for _, n := range s.Nodes {
+	for _, n := range nodes {
 		if n == nil || n.Name != node {
 			continue
 		}
@@ -74,49 +78,33 @@ type localPod struct {
 	ingress, egress []*compiledPolicy // in policy order
 }
 
-// localPods returns the enforceable pods scheduled on node, sorted by key,
-// one per key.
-func (c *compiler) localPods(node string) []*localPod {
-	var out []*localPod
-	for _, pods := range c.podsByNS {
-		for _, p := range pods {
-			if p.NodeName == node {
-				out = append(out, &localPod{pod: p})
-			}
-		}
+// localPods returns the enforceable pods scheduled on the node, sorted by
+// key.
+func (c *compiler) localPods() []*localPod {
+	keys := slices.Sorted(maps.Keys(c.locals))
+	out := make([]*localPod, len(keys))
+	for i, k := range keys {
+		out[i] = &localPod{pod: c.locals[k]}
 	}
-	key := func(lp *localPod) string { return podNamespace(lp.pod) + "/" + lp.pod.Name }
-	slices.SortStableFunc(out, func(a, b *localPod) int { return cmp.Compare(key(a), key(b)) })
-	return slices.CompactFunc(out, func(a, b *localPod) bool { return key(a) == key(b) })
+	return out
 }
 
 // selectPolicies finds, for each local pod, the policies selecting it in
-// each direction, compiling each such policy once. Policies that cannot
-// select a local pod (another namespace, or matchLabels no local pod
-// carries) cannot matter to this node and are not even parsed.
+// each direction, compiling each such policy once (and, in a Compiler, once
+// per version of the object). Policies that cannot select a local pod
+// (another namespace, or matchLabels no local pod carries) cannot matter to
+// this node and are not even parsed.
 func (c *compiler) selectPolicies(locals []*localPod) {
 	byNS := map[string][]*localPod{}
-	for _, lp := range locals {
-		byNS[podNamespace(lp.pod)] = append(byNS[podNamespace(lp.pod)], lp)
-	}
-	pols := make([]*networkingv1.NetworkPolicy, 0, len(c.snap.Policies))
-	for _, np := range c.snap.Policies {
-		if np != nil && len(byNS[policyNamespace(np)]) > 0 {
-			pols = append(pols, np)
-		}
-	}
-	slices.SortStableFunc(pols, func(a, b *networkingv1.NetworkPolicy) int {
-		return cmp.Or(cmp.Compare(policyNamespace(a), policyNamespace(b)), cmp.Compare(a.Name, b.Name))
-	})
 	labelsByNS := map[string][]labels.Set{}
-	for ns, lps := range byNS {
-		for _, lp := range lps {
-			labelsByNS[ns] = append(labelsByNS[ns], lp.pod.Labels)
-		}
+	for _, lp := range locals {
+		ns := podNamespace(lp.pod)
+		byNS[ns] = append(byNS[ns], lp)
+		labelsByNS[ns] = append(labelsByNS[ns], lp.pod.Labels)
 	}
-	for _, np := range pols {
+	for _, np := range c.policies {
 		ns := policyNamespace(np)
-		if !mayMatchAny(&np.Spec.PodSelector, labelsByNS[ns]) {
+		if len(byNS[ns]) == 0 || !mayMatchAny(&np.Spec.PodSelector, labelsByNS[ns]) {
 			continue
 		}
 		key := ns + "/" + np.Name
@@ -131,7 +119,8 @@ func (c *compiler) selectPolicies(locals []*localPod) {
 				continue
 			}
 			if cp == nil {
-				cp = c.compilePolicy(key, np)
+				cp = c.compiledPolicy(key, np)
+				c.problems = append(c.problems, cp.problems...)
 			}
 			if cp.isolatesIngress {
 				lp.ingress = append(lp.ingress, cp)
@@ -143,45 +132,94 @@ func (c *compiler) selectPolicies(locals []*localPod) {
 	}
 }
 
+// compiledPolicy returns the policy compiled, compiling each object once.
+func (c *compiler) compiledPolicy(key string, np *networkingv1.NetworkPolicy) *compiledPolicy {
+	if cp := c.byPolicy[key]; cp != nil && cp.object == np {
+		return cp
+	}
+	cp := c.compilePolicy(key, np)
+	c.byPolicy[key] = cp
+	return cp
+}
+
 // assignProfiles groups the local pods by what defines their decision and
 // builds one profile per group.
 func (c *compiler) assignProfiles(locals []*localPod) ([]LocalPod, []*Profile) {
-	byKey := map[string]*Profile{}
+	used := map[string]*cachedProfile{}
 	pods := make([]LocalPod, 0, len(locals))
 	for _, lp := range locals {
 		out := LocalPod{Namespace: podNamespace(lp.pod), Name: lp.pod.Name, IPs: validAddrs(lp.pod.IPs)}
 		if len(lp.ingress) > 0 {
 			res := c.resolveIngressNames(lp)
-			out.Ingress = c.profileFor(byKey, Ingress, lp.ingress, res)
+			out.Ingress = c.profileFor(used, Ingress, lp.ingress, res)
 		}
 		if len(lp.egress) > 0 {
-			out.Egress = c.profileFor(byKey, Egress, lp.egress, nil)
+			out.Egress = c.profileFor(used, Egress, lp.egress, nil)
 		}
 		pods = append(pods, out)
 	}
-	profiles := make([]*Profile, 0, len(byKey))
-	for _, p := range byKey {
-		profiles = append(profiles, p)
+	c.profiles = used
+	profiles := make([]*Profile, 0, len(used))
+	for _, cp := range used {
+		profiles = append(profiles, cp.profile)
 	}
 	slices.SortFunc(profiles, func(a, b *Profile) int { return cmp.Compare(a.ID, b.ID) })
 	return pods, profiles
 }
 
+// cachedProfile is a built profile with what it was built from: the
+// compiled policies and every set and named-port map it read. A profile is
+// reused until one of them changes.
+type cachedProfile struct {
+	profile *Profile
+	pols    []*compiledPolicy
+	inputs  []setID
+	maps    []*namedMap
+	mapVers []uint64
+	gen     uint64 // the set store's generation when built
+}
+
+func (c *compiler) stillValid(cp *cachedProfile, pols []*compiledPolicy) bool {
+	if !slices.Equal(cp.pols, pols) {
+		return false
+	}
+	for i, m := range cp.maps {
+		if m.ver != cp.mapVers[i] {
+			return false
+		}
+	}
+	for _, id := range cp.inputs {
+		if c.sets.changedSince(id, cp.gen) {
+			return false
+		}
+	}
+	return true
+}
+
 // profileFor returns the ID of the profile for dir, policies and named-port
-// resolution, building the profile the first time it is needed.
-func (c *compiler) profileFor(byKey map[string]*Profile, dir Direction, pols []*compiledPolicy, res *resolution) ProfileID {
+// resolution, building the profile the first time it is needed and again
+// only when what it was built from changed.
+func (c *compiler) profileFor(used map[string]*cachedProfile, dir Direction, pols []*compiledPolicy, res *resolution) ProfileID {
 	keys := make([]string, len(pols))
 	for i, cp := range pols {
 		keys[i] = cp.key
 	}
 	canon := profileCanonical(dir, keys, res.canonical())
-	if p, ok := byKey[canon]; ok {
-		return p.ID
+	if cp, ok := used[canon]; ok {
+		return cp.profile.ID
 	}
+	if cp, ok := c.profiles[canon]; ok && c.stillValid(cp, pols) {
+		used[canon] = cp
+		return cp.profile.ID
+	}
+	cp := &cachedProfile{pols: pols, gen: c.sets.gen}
+	c.deps = cp
 	p := c.buildProfile(dir, pols, res)
+	c.deps = nil
 	p.ID = profileID(canon, dir)
 	p.Policies = keys
-	byKey[canon] = p
+	cp.profile = p
+	used[canon] = cp
 	return p.ID
 }
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,42 +13,67 @@ import (
 	"github.com/kube-fence/kube-fence/internal/cluster"
 )
 
-// compiler holds the indexes and memos of one Compile call. Nothing in it
-// outlives the call, which keeps Compile pure.
+// compiler holds the indexes and memos of a compile. Compile uses one for a
+// single call and drops it, which keeps Compile pure; a Compiler keeps one
+// and updates it as objects change (update.go), which keeps every memo
+// valid across calls.
 type compiler struct {
-	snap *cluster.Snapshot
+	node string
 	// nsLabels are the labels of every namespace known from a Namespace
 	// object or from a pod living in it.
 	nsLabels map[string]labels.Set
 	// podsByNS holds the enforceable pods, the only ones that can be peers.
 	podsByNS map[string][]*cluster.Pod
+	// addrPods are the enforceable pods by address: usually one each.
+	addrPods map[point][]*cluster.Pod
+	// locals are the enforceable pods of the node, by namespace/name; the
+	// first pod of a key wins.
+	locals   map[string]*cluster.Pod
+	policies []*networkingv1.NetworkPolicy // sorted by namespace and name
 	problems []Problem
 
+	nodeAddrs, podCIDRs addrset.Set
+
 	// Memos: the same selector or named port used by many policies is
-	// resolved once per compile.
+	// resolved once.
 	selectors    map[string]converted
 	peers        map[string]*peer
-	nsSelections map[string][]string
+	nsPeers      []*peer            // selector peers with a namespaceSelector
+	peersByNS    map[string][]*peer // the others, by the namespace they select in
+	nsSelections map[string]*nsSelection
 	serving      map[portName][]servingAddr           // built on first use
 	byLabel      map[string]map[string][]*cluster.Pod // label key -> value -> pods
-	namedTargets map[namedKey]map[uint16]setID
+	named        map[namedKey]*namedMap
+	namedByName  map[string][]*namedMap
+	leaves       map[setID]leafDef // the sets update may change
 	sets         *setStore
-	compiled     []*compiledPolicy
+	compiled     []*compiledPolicy // compiled since indexEgressNames last ran
+	byPolicy     map[string]*compiledPolicy
+	profiles     map[string]*cachedProfile
 	all          setID
+	deps         *cachedProfile // the profile being built, collecting what it reads
+	version      uint64         // bumped whenever a named map gains a number
 }
 
-func newCompiler(s *cluster.Snapshot) *compiler {
+func newCompiler(s *cluster.Snapshot, node string) *compiler {
 	c := &compiler{
-		snap:         s,
+		node:         node,
 		nsLabels:     map[string]labels.Set{},
 		podsByNS:     map[string][]*cluster.Pod{},
+		addrPods:     map[point][]*cluster.Pod{},
+		locals:       map[string]*cluster.Pod{},
 		peers:        map[string]*peer{},
-		nsSelections: map[string][]string{},
+		peersByNS:    map[string][]*peer{},
+		nsSelections: map[string]*nsSelection{},
 		byLabel:      map[string]map[string][]*cluster.Pod{},
 		selectors:    map[string]converted{},
 		serving:      map[portName][]servingAddr{},
-		namedTargets: map[namedKey]map[uint16]setID{},
+		named:        map[namedKey]*namedMap{},
+		namedByName:  map[string][]*namedMap{},
+		leaves:       map[setID]leafDef{},
 		sets:         newSetStore(),
+		byPolicy:     map[string]*compiledPolicy{},
+		profiles:     map[string]*cachedProfile{},
 	}
 	for _, ns := range s.Namespaces {
 		if ns == nil {
@@ -66,8 +92,35 @@ func newCompiler(s *cluster.Snapshot) *compiler {
 			c.nsLabels[ns] = namespaceLabels(ns, nil)
 		}
 		c.podsByNS[ns] = append(c.podsByNS[ns], p)
+		c.indexAddrs(p)
+		if key := ns + "/" + p.Name; p.NodeName == node && c.locals[key] == nil {
+			c.locals[key] = p
+		}
 	}
+	for _, np := range s.Policies {
+		if np != nil {
+			c.policies = append(c.policies, np)
+		}
+	}
+	sortPolicies(c.policies)
+	c.nodeAddrs, c.podCIDRs = nodeSets(s.Nodes, node)
 	return c
+}
+
+func sortPolicies(ps []*networkingv1.NetworkPolicy) { slices.SortStableFunc(ps, comparePolicies) }
+
+func comparePolicies(a, b *networkingv1.NetworkPolicy) int {
+	return cmp.Or(cmp.Compare(policyNamespace(a), policyNamespace(b)), cmp.Compare(a.Name, b.Name))
+}
+
+// indexAddrs adds an enforceable pod's valid addresses to addrPods.
+func (c *compiler) indexAddrs(p *cluster.Pod) {
+	for _, ip := range p.IPs {
+		if ip.IsValid() {
+			k := pointOf(ip)
+			c.addrPods[k] = append(c.addrPods[k], p)
+		}
+	}
 }
 
 // namespaceLabels returns the labels selectors see on a namespace. The API
@@ -202,12 +255,13 @@ func (c *compiler) indexEgressNames() {
 			}
 			for _, ps := range r.ports {
 				n := portName{ps.name, ps.proto}
-				if wide && ps.name != "" && !slices.Contains(names, n) {
+				if _, done := c.serving[n]; wide && ps.name != "" && !done && !slices.Contains(names, n) {
 					names = append(names, n)
 				}
 			}
 		}
 	}
+	c.compiled = c.compiled[:0]
 	if len(names) > 0 {
 		c.indexServing(names)
 	}

@@ -1,11 +1,33 @@
 package policy
 
-// namedKey memoizes the egress resolution of one named port for one peer
-// (nil: every enforceable pod) or one rule.
+import "github.com/kube-fence/kube-fence/internal/cluster"
+
+// namedKey names the egress resolution of one named port for one peer
+// (nil: every enforceable pod).
 type namedKey struct {
 	peer *peer
-	rule *compiledRule
 	name portName
+}
+
+// namedMap is a named port resolved for one peer: for each port number, the
+// set of the addresses of the peer's pods that serve the name on it. A
+// Compiler adds numbers as pods start serving them and keeps each set up to
+// date; a number nobody serves any more keeps an empty set, which allows
+// nothing.
+type namedMap struct {
+	peer *peer
+	name portName
+	nums map[uint16]setID
+	ver  uint64 // changes when nums gains a number
+}
+
+// leafDef says what a set that a Compiler may change stands for: the pods a
+// selector peer picks, or the pods of a named map's peer serving its name on
+// one number.
+type leafDef struct {
+	peer  *peer
+	named *namedMap
+	num   uint16
 }
 
 // egressNamed resolves a named port of an egress rule against its
@@ -19,10 +41,6 @@ func (c *compiler) egressNamed(r *compiledRule, n portName) map[uint16]setID {
 	if len(r.peers) == 1 {
 		return c.namedFor(r.peers[0], n)
 	}
-	key := namedKey{rule: r, name: n}
-	if m, ok := c.namedTargets[key]; ok {
-		return m
-	}
 	perPort := map[uint16][]setID{}
 	for _, p := range r.peers {
 		for num, set := range c.namedFor(p, n) {
@@ -33,7 +51,6 @@ func (c *compiler) egressNamed(r *compiledRule, n portName) map[uint16]setID {
 	for num, sets := range perPort {
 		m[num] = c.sets.union(sets)
 	}
-	c.namedTargets[key] = m
 	return m
 }
 
@@ -42,9 +59,23 @@ func (c *compiler) egressNamed(r *compiledRule, n portName) map[uint16]setID {
 // peer, every enforceable pod.
 func (c *compiler) namedFor(p *peer, n portName) map[uint16]setID {
 	key := namedKey{peer: p, name: n}
-	if m, ok := c.namedTargets[key]; ok {
-		return m
+	nm := c.named[key]
+	if nm == nil {
+		nm = c.resolveNamed(p, n)
+		c.named[key] = nm
+		c.namedByName[n.name] = append(c.namedByName[n.name], nm)
+		if p != nil {
+			p.named = append(p.named, nm)
+		}
 	}
+	if c.deps != nil {
+		c.deps.maps = append(c.deps.maps, nm)
+		c.deps.mapVers = append(c.deps.mapVers, nm.ver)
+	}
+	return nm.nums
+}
+
+func (c *compiler) resolveNamed(p *peer, n portName) *namedMap {
 	perPort := map[uint16]*pointBuilder{}
 	add := func(num uint16, sa servingAddr) {
 		b := perPort[num]
@@ -83,10 +114,29 @@ func (c *compiler) namedFor(p *peer, n portName) map[uint16]setID {
 			}
 		}
 	}
-	m := make(map[uint16]setID, len(perPort))
+	nm := &namedMap{peer: p, name: n, nums: make(map[uint16]setID, len(perPort))}
 	for num, b := range perPort {
-		m[num] = c.sets.intern(b.build())
+		nm.addNum(c, num, b.build())
 	}
-	c.namedTargets[key] = m
-	return m
+	return nm
+}
+
+// addNum gives the map a set for num.
+func (nm *namedMap) addNum(c *compiler, num uint16, s spans) setID {
+	id := c.sets.leaf(s)
+	c.leaves[id] = leafDef{named: nm, num: num}
+	nm.nums[num] = id
+	c.version++
+	nm.ver = c.version
+	return id
+}
+
+// serves reports whether pod declares the named port n on num.
+func serves(pod *cluster.Pod, n portName, num uint16) bool {
+	for _, cp := range pod.Ports {
+		if m, k, ok := namedContainerPort(cp); ok && m == n && k == num {
+			return true
+		}
+	}
+	return false
 }

@@ -16,10 +16,17 @@ import (
 // peer is a compiled NetworkPolicyPeer: either the pods its selectors pick,
 // or the addresses of its ipBlock.
 type peer struct {
-	addrs spans          // every address the peer stands for
-	id    setID          // addrs, interned
-	pods  []*cluster.Pod // selector peers: the enforceable pods picked
-	block bool           // an ipBlock peer
+	id    setID // every address the peer stands for
+	block bool  // an ipBlock peer
+	addrs spans // an ipBlock peer's addresses
+
+	// A selector peer: the enforceable pods it picks, and how it picks
+	// them, so a Compiler can decide again for one pod.
+	pods   []*cluster.Pod
+	ns     string          // without a namespaceSelector: the policy's namespace
+	nsSel  labels.Selector // with one
+	podSel labels.Selector
+	named  []*namedMap // the named ports resolved against its pods
 }
 
 func (c *compiler) compilePeer(key, ns string, path *field.Path, p *networkingv1.NetworkPolicyPeer) (*peer, bool) {
@@ -80,7 +87,14 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 	if nsSelector != nil {
 		namespaces = c.selectNamespaces(nsSelector)
 	}
-	p := &peer{pods: c.selectPods(namespaces, pods)}
+	p := &peer{pods: c.selectPods(namespaces, pods), podSel: pods}
+	if nsSelector != nil {
+		p.nsSel = nsSelector
+		c.nsPeers = append(c.nsPeers, p)
+	} else {
+		p.ns = ns
+		c.peersByNS[ns] = append(c.peersByNS[ns], p)
+	}
 	var b pointBuilder
 	b.grow(2 * len(p.pods))
 	for _, pod := range p.pods {
@@ -90,10 +104,24 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 			}
 		}
 	}
-	p.addrs = b.build()
-	p.id = c.sets.intern(p.addrs)
+	p.id = c.sets.leaf(b.build())
+	c.leaves[p.id] = leafDef{peer: p}
 	c.peers[memo] = p
 	return p, true
+}
+
+// selects reports whether a selector peer picks an enforceable pod, with
+// the namespace labels as they are now.
+func (c *compiler) selects(p *peer, pod *cluster.Pod) bool {
+	ns := podNamespace(pod)
+	if p.nsSel == nil {
+		if ns != p.ns {
+			return false
+		}
+	} else if !p.nsSel.Matches(c.nsLabels[ns]) {
+		return false
+	}
+	return p.podSel.Matches(pod.Labels)
 }
 
 // selectPods returns the enforceable pods of namespaces that sel matches.
@@ -175,12 +203,18 @@ func (c *compiler) labelCandidates(sel labels.Selector, total int) ([]*cluster.P
 	return best, found && len(best) < total
 }
 
+// nsSelection is the namespaces one namespaceSelector picks.
+type nsSelection struct {
+	sel   labels.Selector
+	names []string
+}
+
 // selectNamespaces returns the namespaces a namespaceSelector picks. Order
 // does not matter: the results end up in canonical address sets.
 func (c *compiler) selectNamespaces(sel labels.Selector) []string {
 	key := sel.String()
-	if out, ok := c.nsSelections[key]; ok {
-		return out
+	if ns, ok := c.nsSelections[key]; ok {
+		return ns.names
 	}
 	var out []string
 	for name, l := range c.nsLabels {
@@ -188,7 +222,7 @@ func (c *compiler) selectNamespaces(sel labels.Selector) []string {
 			out = append(out, name)
 		}
 	}
-	c.nsSelections[key] = out
+	c.nsSelections[key] = &nsSelection{sel: sel, names: out}
 	return out
 }
 

@@ -121,6 +121,12 @@ func (c *compiler) buildProfile(dir Direction, pols []*compiledPolicy, res *reso
 			}
 		}
 	}
+	if c.deps != nil {
+		c.deps.inputs = append(c.deps.inputs, anyIDs...)
+		for _, e := range entries {
+			c.deps.inputs = append(c.deps.inputs, e.peers)
+		}
+	}
 	anySet := c.sets.union(anyIDs)
 	return &Profile{Direction: dir, Any: c.sets.planSet(anySet), Ports: c.partition(entries, anySet)}
 }
@@ -171,7 +177,7 @@ func (c *compiler) partition(entries []portEntry, anySet setID) []PortClass {
 				}
 			}
 			peers := c.sets.subtract(c.sets.union(covering), anySet)
-			if peers == emptySet {
+			if c.sets.get(peers).isEmpty() {
 				continue
 			}
 			if n := len(out); n > 0 && out[n-1].Protocol == proto && int(out[n-1].Last)+1 == first &&

@@ -8,12 +8,15 @@ import (
 )
 
 // compiledPolicy is one NetworkPolicy reduced to what profiles are built
-// from. Each policy that matters to the node is compiled once per Compile,
-// however many profiles use it.
+// from. Each policy that matters to the node is compiled once, however many
+// profiles use it. Its peers are shared and kept up to date by a Compiler,
+// so a compiled policy stays valid until the object itself changes.
 type compiledPolicy struct {
 	key                             string // namespace/name
+	object                          *networkingv1.NetworkPolicy
 	isolatesIngress, isolatesEgress bool
 	ingress, egress                 []*compiledRule
+	problems                        []Problem // the parts that could not be compiled
 }
 
 // compiledRule is one ingress or egress rule. A rule allows traffic when the
@@ -40,8 +43,11 @@ type portSpec struct {
 }
 
 func (c *compiler) compilePolicy(key string, np *networkingv1.NetworkPolicy) *compiledPolicy {
-	cp := &compiledPolicy{key: key}
+	cp := &compiledPolicy{key: key, object: np}
 	c.compiled = append(c.compiled, cp)
+	outer := c.problems
+	c.problems = nil
+	defer func() { cp.problems, c.problems = c.problems, outer }()
 	cp.isolatesIngress, cp.isolatesEgress = c.policyTypes(key, np)
 	spec := field.NewPath("spec")
 	ns := policyNamespace(np)
