@@ -82,6 +82,8 @@ func Open(opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
 	_ = read.SetOption(netlink.ExtendedAcknowledge, true)
+	// Dumps of big sets and element lookups answer with many messages.
+	_ = read.SetReadBuffer(4 << 20)
 	rules, err := nftables.New(nftables.WithNetNSFd(opts.NetNSFD), nftables.AsLasting())
 	if err != nil {
 		write.Close()

@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables/expr"
@@ -67,9 +68,15 @@ func Diff(want, have *Table) *Delta {
 		}
 		return d
 	}
-	for _, name := range want.SetNames() {
+	// Objects shared with have (the renderer reuses what did not change)
+	// are equal without a look inside; the rest is compared in name order,
+	// so the differences read the same every time.
+	for _, name := range changedNames(want.Sets, have.Sets) {
 		w, h := want.Sets[name], have.Sets[name]
 		switch {
+		case w == nil:
+			d.note("set %s: not wanted", name)
+			d.DelSets = append(d.DelSets, name)
 		case h == nil:
 			d.note("set %s: missing", name)
 			d.AddSets = append(d.AddSets, w)
@@ -80,16 +87,13 @@ func Diff(want, have *Table) *Delta {
 			d.diffElems(w, h)
 		}
 	}
-	for _, name := range have.SetNames() {
-		if want.Sets[name] == nil {
-			d.note("set %s: not wanted", name)
-			d.DelSets = append(d.DelSets, name)
-		}
-	}
 	var known map[string]string // built on first need: most diffs find no rule difference
-	for _, name := range want.ChainNames() {
+	for _, name := range changedChainNames(want, have) {
 		w, h := want.Chains[name], have.Chains[name]
 		switch {
+		case w == nil:
+			d.note("chain %s: not wanted", name)
+			d.DelChains = append(d.DelChains, name)
 		case h == nil:
 			d.note("chain %s: missing", name)
 			d.AddChains = append(d.AddChains, w)
@@ -107,13 +111,56 @@ func Diff(want, have *Table) *Delta {
 			}
 		}
 	}
-	for _, name := range have.ChainNames() {
-		if want.Chains[name] == nil {
-			d.note("chain %s: not wanted", name)
-			d.DelChains = append(d.DelChains, name)
+	return d
+}
+
+// changedNames returns, sorted, the names of the objects that are not the
+// same value in both maps: wanted ones first, then those only in have.
+func changedNames[T any](want, have map[string]*T) []string {
+	var names, gone []string
+	for name, w := range want {
+		if have[name] != w {
+			names = append(names, name)
 		}
 	}
-	return d
+	for name := range have {
+		if _, ok := want[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(names)
+	slices.Sort(gone)
+	return append(names, gone...)
+}
+
+// changedChainNames is changedNames in the order transactions and text use:
+// base chains first.
+func changedChainNames(want, have *Table) []string {
+	names := changedNames(want.Chains, have.Chains)
+	base := func(n string) bool {
+		c := want.Chains[n]
+		if c == nil {
+			c = have.Chains[n]
+		}
+		return c.Hook != nil
+	}
+	wanted := func(n string) bool { return want.Chains[n] != nil }
+	slices.SortStableFunc(names, func(a, b string) int {
+		if wa, wb := wanted(a), wanted(b); wa != wb {
+			if wa {
+				return -1
+			}
+			return 1
+		}
+		if ba, bb := base(a), base(b); ba != bb {
+			if ba {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return names
 }
 
 func (d *Delta) note(format string, args ...any) {
@@ -123,6 +170,9 @@ func (d *Delta) note(format string, args ...any) {
 // diffElems compares elements of two sets of the same type; both lists are
 // in canonical order, so one merge pass finds the differences.
 func (d *Delta) diffElems(w, h *Set) {
+	if len(w.Elems) == len(h.Elems) && (len(w.Elems) == 0 || &w.Elems[0] == &h.Elems[0]) {
+		return
+	}
 	i, j := 0, 0
 	for i < len(w.Elems) || j < len(h.Elems) {
 		var c int

@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables/expr"
@@ -37,55 +38,117 @@ const ForwardPriority = -5
 
 // Render builds the table that enforces plan. It is pure and deterministic.
 func Render(plan *policy.Plan) *Table {
-	t := NewTable()
-	t.AddChain(&Chain{
-		Name: chainForward,
-		Hook: &Hook{Hook: "forward", Priority: ForwardPriority, Policy: "accept"},
-		Rules: []Rule{
-			rule(ctEstablishedRelated(), accept),
-			rule(icmpv6NeighbourDiscovery(), accept),
-			rule(jump(chainEgress)),
-			rule(jump(chainIngress)),
-		},
-	})
-	// Egress of the node's pods: a pod's address sends the packet to its
-	// profile (which returns when allowed) or straight back when the pod is
-	// not isolated for egress. Unknown addresses of the node's pod CIDRs are
-	// dropped (the set is empty unless DefaultDenyUnknown).
-	t.AddChain(&Chain{Name: chainEgress, Rules: []Rule{
-		rule(ipSaddr.vmap(setEgressPods4)),
-		rule(ip6Saddr.vmap(setEgressPods6)),
-		rule(ipSaddr.inSet(setPodCIDRs4), drop),
-		rule(ip6Saddr.inSet(setPodCIDRs6), drop),
-	}})
-	// Ingress: the node itself may always reach its pods; then the same
-	// dispatch by destination address.
-	t.AddChain(&Chain{Name: chainIngress, Rules: []Rule{
-		rule(ipSaddr.inSet(setNodeAddrs4), accept),
-		rule(ip6Saddr.inSet(setNodeAddrs6), accept),
-		rule(ipDaddr.vmap(setIngressPods4)),
-		rule(ip6Daddr.vmap(setIngressPods6)),
-		rule(ipDaddr.inSet(setPodCIDRs4), drop),
-		rule(ip6Daddr.inSet(setPodCIDRs6), drop),
-	}})
+	var r Renderer
+	return r.Render(plan)
+}
 
-	addAddrSets(t, setNodeAddrs4, setNodeAddrs6, plan.NodeAddrs)
+// Renderer renders plans exactly as Render does, reusing what it built for
+// the previous plan: the chains of a profile that is the same value as
+// before (policy.Compiler keeps unchanged profiles), and every set whose
+// addresses are the same. Reused objects are shared with the previous
+// table, which is what lets Diff skip them in constant time, so a small
+// change costs a small render and a small diff however big the table. The
+// zero value is ready to use; a Renderer is not safe for concurrent use.
+type Renderer struct {
+	fixed    []*Chain
+	sets     map[string]renderedSet
+	profiles map[policy.ProfileID]renderedProfile
+	// What this render used, to become the caches for the next.
+	usedSets     map[string]renderedSet
+	usedProfiles map[policy.ProfileID]renderedProfile
+}
+
+type renderedSet struct {
+	ranges []addrset.Range
+	set    *Set
+}
+
+type renderedProfile struct {
+	profile *policy.Profile
+	chains  []*Chain
+	sets    []*Set
+}
+
+// Render builds the table that enforces plan.
+func (r *Renderer) Render(plan *policy.Plan) *Table {
+	r.usedSets = make(map[string]renderedSet, len(r.sets))
+	r.usedProfiles = make(map[policy.ProfileID]renderedProfile, len(r.profiles))
+	t := NewTable()
+	for _, c := range r.fixedChains() {
+		t.AddChain(c)
+	}
+	r.addAddrSets(t, setNodeAddrs4, setNodeAddrs6, plan.NodeAddrs)
 	unknown := addrset.Set{}
 	if plan.DefaultDenyUnknown {
 		unknown = plan.PodCIDRs
 	}
-	addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
+	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
+	addPodMaps(t, plan.Pods)
+	for _, prof := range plan.Profiles {
+		r.addProfile(t, prof)
+	}
+	r.sets, r.profiles = r.usedSets, r.usedProfiles
+	r.usedSets, r.usedProfiles = nil, nil
+	return t
+}
 
-	pods := map[string]*Set{}
+// fixedChains are the chains every table has, the same whatever the plan.
+func (r *Renderer) fixedChains() []*Chain {
+	if r.fixed != nil {
+		return r.fixed
+	}
+	r.fixed = []*Chain{
+		{
+			Name: chainForward,
+			Hook: &Hook{Hook: "forward", Priority: ForwardPriority, Policy: "accept"},
+			Rules: []Rule{
+				rule(ctEstablishedRelated(), accept),
+				rule(icmpv6NeighbourDiscovery(), accept),
+				rule(jump(chainEgress)),
+				rule(jump(chainIngress)),
+			},
+		},
+		// Egress of the node's pods: a pod's address sends the packet to
+		// its profile (which returns when allowed) or straight back when
+		// the pod is not isolated for egress. Unknown addresses of the
+		// node's pod CIDRs are dropped (the set is empty unless
+		// DefaultDenyUnknown).
+		{Name: chainEgress, Rules: []Rule{
+			rule(ipSaddr.vmap(setEgressPods4)),
+			rule(ip6Saddr.vmap(setEgressPods6)),
+			rule(ipSaddr.inSet(setPodCIDRs4), drop),
+			rule(ip6Saddr.inSet(setPodCIDRs6), drop),
+		}},
+		// Ingress: the node itself may always reach its pods; then the same
+		// dispatch by destination address.
+		{Name: chainIngress, Rules: []Rule{
+			rule(ipSaddr.inSet(setNodeAddrs4), accept),
+			rule(ip6Saddr.inSet(setNodeAddrs6), accept),
+			rule(ipDaddr.vmap(setIngressPods4)),
+			rule(ip6Daddr.vmap(setIngressPods6)),
+			rule(ipDaddr.inSet(setPodCIDRs4), drop),
+			rule(ip6Daddr.inSet(setPodCIDRs6), drop),
+		}},
+	}
+	return r.fixed
+}
+
+// addPodMaps adds the verdict maps dispatching each pod address to its
+// profiles. Two pods of the plan can share an address for a moment (a
+// snapshot taken while one replaces the other); a map holds one element per
+// key, so the first pod wins, as in policy.Plan.LocalPod.
+func addPodMaps(t *Table, pods []policy.LocalPod) {
+	seen := map[netip.Addr]bool{}
+	maps := map[string]*Set{}
 	for _, name := range []string{setEgressPods4, setEgressPods6, setIngressPods4, setIngressPods6} {
 		typ := PodMap4
 		if strings.HasSuffix(name, "v6") {
 			typ = PodMap6
 		}
-		pods[name] = &Set{Name: name, Type: typ}
-		t.AddSet(pods[name])
+		maps[name] = &Set{Name: name, Type: typ}
+		t.AddSet(maps[name])
 	}
-	for _, p := range plan.Pods {
+	for _, p := range pods {
 		egress := Verdict{Kind: expr.VerdictReturn}
 		if p.Egress != "" {
 			egress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Egress, p.Egress)}
@@ -95,22 +158,22 @@ func Render(plan *policy.Plan) *Table {
 			ingress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Ingress, p.Ingress)}
 		}
 		for _, ip := range p.IPs {
+			if seen[ip] {
+				continue
+			}
+			seen[ip] = true
 			e4, i4 := setEgressPods4, setIngressPods4
 			if ip.Is6() {
 				e4, i4 = setEgressPods6, setIngressPods6
 			}
 			key := ip.AsSlice()
-			pods[e4].Elems = append(pods[e4].Elems, Elem{Key: key, Verdict: &egress, Comment: p.Key()})
-			pods[i4].Elems = append(pods[i4].Elems, Elem{Key: key, Verdict: &ingress, Comment: p.Key()})
+			maps[e4].Elems = append(maps[e4].Elems, Elem{Key: key, Verdict: &egress, Comment: p.Key()})
+			maps[i4].Elems = append(maps[i4].Elems, Elem{Key: key, Verdict: &ingress, Comment: p.Key()})
 		}
 	}
-	for _, s := range pods {
+	for _, s := range maps {
 		SortElems(s.Elems)
 	}
-	for _, prof := range plan.Profiles {
-		addProfile(t, prof)
-	}
-	return t
 }
 
 // profileChain names the chain deciding a profile.
@@ -129,7 +192,28 @@ func profileChain(d policy.Direction, id policy.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func addProfile(t *Table, p *policy.Profile) {
+func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
+	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
+		for _, c := range prev.chains {
+			t.AddChain(c)
+		}
+		for _, s := range prev.sets {
+			t.AddSet(s)
+			r.usedSets[s.Name] = r.sets[s.Name]
+		}
+		r.usedProfiles[p.ID] = prev
+		return
+	}
+	out := renderedProfile{profile: p}
+	addChain := func(c *Chain) {
+		t.AddChain(c)
+		out.chains = append(out.chains, c)
+	}
+	addSets := func(name4, name6 string, s addrset.Set) {
+		a, b := r.addAddrSets(t, name4, name6, s)
+		out.sets = append(out.sets, a, b)
+	}
+
 	name := profileChain(p.Direction, p.ID)
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
@@ -143,13 +227,13 @@ func addProfile(t *Table, p *policy.Profile) {
 	if len(p.Policies) > 0 {
 		first = first.withComment(strings.Join(p.Policies, " "))
 	}
-	t.AddChain(&Chain{Name: name, Rules: []Rule{
+	addChain(&Chain{Name: name, Rules: []Rule{
 		first,
 		rule(peer6.inSet(any6), allow),
 		rule(protoPortVmap(ports)),
 		rule(drop),
 	}})
-	addAddrSets(t, any4, any6, p.Any)
+	addSets(any4, any6, p.Any)
 
 	portMap := &Set{Name: ports, Type: PortMap}
 	all := addrset.All()
@@ -158,12 +242,12 @@ func addProfile(t *Table, p *policy.Profile) {
 		if !c.Peers.Equal(all) {
 			class := fmt.Sprintf("%s-%s", name, portClassName(c))
 			v = Verdict{Kind: expr.VerdictGoto, Chain: class}
-			t.AddChain(&Chain{Name: class, Rules: []Rule{
+			addChain(&Chain{Name: class, Rules: []Rule{
 				rule(peer.inSet(class+"-v4"), allow),
 				rule(peer6.inSet(class+"-v6"), allow),
 				rule(drop),
 			}})
-			addAddrSets(t, class+"-v4", class+"-v6", c.Peers)
+			addSets(class+"-v4", class+"-v6", c.Peers)
 		}
 		portMap.Elems = append(portMap.Elems, Elem{
 			Key:     portKey(c.Protocol, c.First),
@@ -173,6 +257,8 @@ func addProfile(t *Table, p *policy.Profile) {
 	}
 	SortElems(portMap.Elems)
 	t.AddSet(portMap)
+	out.sets = append(out.sets, portMap)
+	r.usedProfiles[p.ID] = out
 }
 
 func portClassName(c policy.PortClass) string {
@@ -189,19 +275,59 @@ func portKey(proto policy.Protocol, port uint16) []byte {
 	return []byte{byte(proto), 0, 0, 0, byte(port >> 8), byte(port), 0, 0}
 }
 
-// addAddrSets adds the IPv4 and IPv6 interval sets holding s.
-func addAddrSets(t *Table, name4, name6 string, s addrset.Set) {
-	t.AddSet(&Set{Name: name4, Type: Addr4, Elems: rangeElems(s.V4())})
-	t.AddSet(&Set{Name: name6, Type: Addr6, Elems: rangeElems(s.V6())})
+// addAddrSets adds the IPv4 and IPv6 interval sets holding s, reusing the
+// set of the previous render when its addresses are the same.
+func (r *Renderer) addAddrSets(t *Table, name4, name6 string, s addrset.Set) (v4, v6 *Set) {
+	return r.addrSet(t, name4, Addr4, s.V4()), r.addrSet(t, name6, Addr6, s.V6())
 }
 
+func (r *Renderer) addrSet(t *Table, name string, typ SetType, rs []addrset.Range) *Set {
+	prev, ok := r.sets[name]
+	if !ok || !sameRanges(prev.ranges, rs) {
+		prev = renderedSet{ranges: rs, set: &Set{Name: name, Type: typ, Elems: rangeElems(rs)}}
+	}
+	r.usedSets[name] = prev
+	t.AddSet(prev.set)
+	return prev.set
+}
+
+// sameRanges compares range lists, in constant time when they share their
+// backing array, as the sets of an unchanged plan do.
+func sameRanges(a, b []addrset.Range) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
+}
+
+// rangeElems turns ranges into elements, with all keys in one allocation:
+// sets run to thousands of ranges.
 func rangeElems(rs []addrset.Range) []Elem {
 	if len(rs) == 0 {
 		return nil
 	}
+	size := 4
+	if rs[0].From.Is6() {
+		size = 16
+	}
+	keys := make([]byte, 2*size*len(rs))
 	es := make([]Elem, len(rs))
+	put := func(b []byte, a netip.Addr) []byte {
+		if size == 4 {
+			v := a.As4()
+			copy(b, v[:])
+		} else {
+			v := a.As16()
+			copy(b, v[:])
+		}
+		return b
+	}
 	for i, r := range rs {
-		es[i] = Elem{Key: r.From.AsSlice(), KeyEnd: r.To.AsSlice()}
+		at := 2 * size * i
+		es[i] = Elem{Key: put(keys[at:at+size:at+size], r.From), KeyEnd: put(keys[at+size:at+2*size:at+2*size], r.To)}
 	}
 	return es
 }

@@ -1,8 +1,11 @@
 package nft
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 func TestRenderText(t *testing.T) {
@@ -32,5 +35,25 @@ func TestRenderText(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(text)
+	}
+}
+
+// TestRenderSharedAddress: two pods of a plan sharing an address (one
+// replacing the other) give one map element, the first pod's, as the plan's
+// own lookup does; two elements with one key would make the kernel refuse
+// the whole transaction.
+func TestRenderSharedAddress(t *testing.T) {
+	plan := testPlan()
+	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "z", IPs: plan.Pods[0].IPs})
+	tab := Render(plan)
+	for _, name := range []string{setIngressPods4, setEgressPods4, setIngressPods6, setEgressPods6} {
+		for i, e := range tab.Sets[name].Elems {
+			if i > 0 && bytes.Equal(e.Key, tab.Sets[name].Elems[i-1].Key) {
+				t.Errorf("%s holds %s twice", name, ElemText(tab.Sets[name].Type, e))
+			}
+			if e.Comment == "x/z" {
+				t.Errorf("%s: the second pod's element %s won", name, ElemText(tab.Sets[name].Type, e))
+			}
+		}
 	}
 }

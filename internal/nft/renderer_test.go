@@ -1,0 +1,151 @@
+package nft
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/policy/synth"
+)
+
+// TestRendererEqualsRender follows a synthetic cluster through random
+// changes with policy.Compiler and checks that the Renderer's table, built
+// from what it rendered before, is exactly Render's table of the same plan,
+// and that it reused what the change did not touch.
+func TestRendererEqualsRender(t *testing.T) { followChanges(t, nil) }
+
+// TestIncrementalSyncOfChanges follows the same changes into a kernel: each
+// plan is rendered incrementally and synced, and both the read back of what
+// the transaction changed and the full read back must find the kernel's
+// table equal to the desired one.
+func TestIncrementalSyncOfChanges(t *testing.T) {
+	ns := newNS(t)
+	conn := openConn(t, ns, OwnershipAuto)
+	n := 0
+	followChanges(t, func(step string, want *Table) {
+		n++
+		res, err := conn.Sync(want)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		d, err := conn.VerifyApplied(want, res.Delta)
+		if err != nil {
+			t.Fatalf("%s: verify applied: %v", step, err)
+		}
+		if !d.Empty() {
+			t.Fatalf("%s: verify applied: %v", step, d.Differences)
+		}
+		if n%4 == 1 { // the full read back is slow at this size
+			requireNoDiff(t, conn, want, step)
+		}
+	})
+}
+
+// followChanges makes random changes to a synthetic cluster and renders
+// each plan with one Renderer, comparing with Render; sync, if set, gets
+// every table.
+func followChanges(t *testing.T, sync func(step string, want *Table)) {
+	cfg := synth.Config{Pods: 2000, Policies: 200, Nodes: 10, Namespaces: 20, PodsOnNode: 110, Seed: 21}
+	s := synth.Generate(cfg)
+	cfg.Seed = 22
+	pool := synth.Generate(cfg)
+	node := synth.NodeName(0)
+	c := policy.NewCompiler(node, policy.Options{DefaultDenyUnknown: true})
+	for _, ns := range s.Namespaces {
+		c.SetNamespace(ns)
+	}
+	for _, p := range s.Pods {
+		c.SetPod(p)
+	}
+	for _, np := range s.Policies {
+		c.SetPolicy(np)
+	}
+	for _, n := range s.Nodes {
+		c.SetNode(n)
+	}
+	var r Renderer
+	prev := r.Render(c.Plan())
+	if sync != nil {
+		sync("first sync", prev)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	reused, total := 0, 0
+	for step := range 40 {
+		var what string
+		switch rnd.IntN(4) {
+		case 0:
+			p := *pool.Pods[rnd.IntN(len(pool.Pods))]
+			p.Name = fmt.Sprintf("added-%d", step)
+			if step%3 == 0 {
+				p.NodeName = node
+			}
+			c.SetPod(&p)
+			what = "add pod"
+		case 1:
+			p := *s.Pods[rnd.IntN(len(s.Pods))]
+			p.Labels = pool.Pods[rnd.IntN(len(pool.Pods))].Labels
+			c.SetPod(&p)
+			what = "relabel pod"
+		case 2:
+			c.SetNamespace(&cluster.Namespace{Name: fmt.Sprintf("ns-%d", rnd.IntN(20)),
+				Labels: labels.Set{"team": fmt.Sprintf("team-%d", rnd.IntN(7)), "env": "prod"}})
+			what = "relabel namespace"
+		default:
+			np := pool.Policies[rnd.IntN(len(pool.Policies))].DeepCopy()
+			np.Name = fmt.Sprintf("added-%d", step)
+			c.SetPolicy(np)
+			what = "add policy"
+		}
+		plan := c.Plan()
+		got, want := r.Render(plan), Render(plan)
+		if d := Diff(want, got); !d.Empty() {
+			t.Fatalf("step %d (%s): the Renderer's table differs from Render's:\n%v", step, what, d.Differences)
+		}
+		if Text(got) != Text(want) {
+			t.Fatalf("step %d (%s): same objects, different text", step, what)
+		}
+		if sync != nil {
+			sync(fmt.Sprintf("step %d (%s)", step, what), got)
+		}
+		for name, set := range got.Sets {
+			total++
+			if prev.Sets[name] == set {
+				reused++
+			}
+		}
+		prev = got
+	}
+	if reused < total*9/10 {
+		t.Errorf("only %d of %d sets were reused across single changes", reused, total)
+	}
+}
+
+// TestDiffSkipsSharedObjects checks that a table sharing every object with
+// the committed one is found equal without looking inside, and that a
+// changed set is still found.
+func TestDiffSkipsSharedObjects(t *testing.T) {
+	plan := testPlan()
+	var r Renderer
+	a := r.Render(plan)
+	b := r.Render(plan)
+	for name, s := range b.Sets {
+		if a.Sets[name] != s && name != setEgressPods4 && name != setEgressPods6 && name != setIngressPods4 && name != setIngressPods6 {
+			t.Errorf("set %s was rendered again for the same plan", name)
+		}
+	}
+	if d := Diff(b, a); !d.Empty() {
+		t.Fatalf("same plan: %v", d.Differences)
+	}
+	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12")}})
+	c := r.Render(plan)
+	d := Diff(c, b)
+	if added, _ := d.Elements(); added != 2 || len(d.Differences) != 2 {
+		t.Errorf("one pod added: %v", d.Differences)
+	}
+}
+

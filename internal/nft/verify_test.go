@@ -1,0 +1,179 @@
+package nft
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// syncAndVerify applies want and checks that reading back what the
+// transaction changed finds nothing wrong.
+func syncAndVerify(t *testing.T, c *Conn, want *Table, when string) *Result {
+	t.Helper()
+	res, err := c.Sync(want)
+	if err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+	d, err := c.VerifyApplied(want, res.Delta)
+	if err != nil {
+		t.Fatalf("%s: verify applied: %v", when, err)
+	}
+	if !d.Empty() {
+		t.Fatalf("%s: verify applied found differences right after the apply:\n  %s", when, strings.Join(d.Differences, "\n  "))
+	}
+	requireNoDiff(t, c, want, when)
+	return res
+}
+
+// edit replaces a profile of plan with an edited copy: a Renderer reuses
+// what it rendered for a profile value, so profiles, like plans, are never
+// changed in place.
+func edit(plan *policy.Plan, id policy.ProfileID, f func(*policy.Profile)) {
+	for i, p := range plan.Profiles {
+		if p.ID == id {
+			cp := *p
+			cp.Ports = append([]policy.PortClass(nil), p.Ports...)
+			f(&cp)
+			plan.Profiles[i] = &cp
+		}
+	}
+}
+
+// TestVerifyAppliedAfterEachKindOfChange applies every kind of change the
+// table sees (new and removed pods, sets growing, shrinking and merging
+// ranges, port classes merging, profiles appearing and going) and checks
+// that the read back of what changed agrees with the full read back.
+func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
+	ns := newNS(t)
+	c := openConn(t, ns, OwnershipOff)
+	plan := testPlan()
+	var r Renderer
+	syncAndVerify(t, c, r.Render(plan), "first sync")
+
+	a := netip.MustParseAddr
+	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c",
+		IPs: []netip.Addr{a("10.42.0.12"), a("fd00:10:42::12")}, Ingress: "i000000000001"})
+	syncAndVerify(t, c, r.Render(plan), "pod added")
+
+	edit(plan, "i000000000001", func(p *policy.Profile) {
+		p.Any = p.Any.Union(addrset.OfAddrs(a("10.42.0.12"), a("10.42.0.99"))) // grows, merges with .11
+		p.Ports[1].Peers = p.Ports[1].Peers.Subtract(addrset.Of(netip.MustParsePrefix("192.168.7.0/24")))
+	})
+	syncAndVerify(t, c, r.Render(plan), "ranges grown, merged and split")
+
+	edit(plan, "i000000000001", func(p *policy.Profile) {
+		p.Ports = []policy.PortClass{{Protocol: policy.TCP, First: 80, Last: 8080, Peers: addrset.All()}}
+		p.Any = addrset.OfAddrs(a("10.42.0.11"))
+	})
+	syncAndVerify(t, c, r.Render(plan), "port classes merged, classes gone")
+
+	plan.Pods[0].Egress = ""
+	plan.Pods = plan.Pods[:2]
+	plan.Profiles = plan.Profiles[1:]
+	syncAndVerify(t, c, r.Render(plan), "pod and egress profile gone")
+
+	plan.DefaultDenyUnknown = false
+	res := syncAndVerify(t, c, r.Render(plan), "pod CIDRs emptied")
+	if res.Messages == 0 {
+		t.Fatal("emptying the pod CIDR sets sent nothing")
+	}
+}
+
+// TestVerifyAppliedSeesWhatTheTransactionTouched tampers with objects a
+// transaction changed, and with one it did not: the first is reported, the
+// second is left to the full verification.
+func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
+	ns := newNS(t)
+	c := openConn(t, ns, OwnershipOff)
+	plan := testPlan()
+	var r Renderer
+	syncAndVerify(t, c, r.Render(plan), "first sync")
+
+	a := netip.MustParseAddr
+	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{a("10.42.0.12")}, Ingress: "i000000000001"})
+	edit(plan, "i000000000001", func(p *policy.Profile) { p.Any = p.Any.Union(addrset.OfAddrs(a("10.42.0.50"))) })
+	want := r.Render(plan)
+	res, err := c.Sync(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
+	d, err := c.VerifyApplied(want, res.Delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(d.Differences, "\n")
+	for _, w := range []string{
+		`set ingress-pods-v4: missing element 10.42.0.12 comment "x/c" : goto ingress-i000000000001`,
+		"set ingress-i000000000001-any-v4: missing element 10.42.0.50",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("verify applied does not report %q; it reports:\n%s", w, text)
+		}
+	}
+	if strings.Contains(text, "egress-pods-v6") {
+		t.Errorf("verify applied read a set the transaction did not touch:\n%s", text)
+	}
+	full, err := c.Verify(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(full.Differences, "\n"), "set egress-pods-v6: missing element fd00:10:42::11") {
+		t.Errorf("full verification misses the untouched set's change: %v", full.Differences)
+	}
+
+	// Rules of a chain the transaction replaced.
+	edit(plan, "i000000000001", func(p *policy.Profile) { p.Policies = []string{"x/other"} })
+	want = r.Render(plan)
+	if res, err = c.Sync(want); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Delta.ReplaceRules) != 1 {
+		t.Fatalf("a new comment replaced %d chains, want 1", len(res.Delta.ReplaceRules))
+	}
+	mustRun(t, ns, "nft", "add", "rule", "inet", TableName, "ingress-i000000000001", "ip", "saddr", "10.9.9.9", "accept")
+	d, err = c.VerifyApplied(want, res.Delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(d.Differences, "\n"); !strings.Contains(text, "chain ingress-i000000000001: unexpected rule 5: ip saddr 10.9.9.9 accept") {
+		t.Errorf("verify applied misses a rule added to a replaced chain:\n%s", text)
+	}
+}
+
+// TestVerifyAppliedSeesDeletedElementsComeBack puts back, with another
+// verdict, an element a transaction deleted.
+func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
+	ns := newNS(t)
+	c := openConn(t, ns, OwnershipOff)
+	plan := testPlan()
+	var r Renderer
+	syncAndVerify(t, c, r.Render(plan), "first sync")
+	plan.Pods = plan.Pods[:1] // x/b goes
+	edit(plan, "i000000000001", func(p *policy.Profile) { p.Any = addrset.Set{} })
+	want := r.Render(plan)
+	res, err := c.Sync(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.11", ":", "accept", "}")
+	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-i000000000001-any-v6", "{", "fd00:10:42::11", "}")
+	d, err := c.VerifyApplied(want, res.Delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(d.Differences, "\n")
+	for _, w := range []string{
+		"set ingress-pods-v4: unexpected element 10.42.0.11 : accept",
+		"set ingress-i000000000001-any-v6: unexpected element fd00:10:42::11",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("verify applied does not report %q; it reports:\n%s", w, text)
+		}
+	}
+}
