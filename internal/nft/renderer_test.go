@@ -148,4 +148,3 @@ func TestDiffSkipsSharedObjects(t *testing.T) {
 		t.Errorf("one pod added: %v", d.Differences)
 	}
 }
-
