@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
@@ -28,10 +29,11 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 	defer conn.Close()
 
 	a := &agent{
-		cfg:     cfg,
-		log:     log,
-		conn:    conn,
-		store:   newStore(log),
+		cfg:      cfg,
+		log:      log,
+		conn:     conn,
+		compiler: policy.NewCompiler(cfg.NodeName, policy.Options{DefaultDenyUnknown: cfg.DefaultDenyUnknown}),
+		store:    newStore(log),
 		metrics: newMetrics(),
 		status:  &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
 		events:  newEventSink(client, cfg.NodeName),
@@ -58,10 +60,12 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 }
 
 type agent struct {
-	cfg     Config
-	log     *slog.Logger
-	conn    *nft.Conn
-	store   *store
+	cfg      Config
+	log      *slog.Logger
+	conn     *nft.Conn
+	compiler *policy.Compiler // owned by the writer loop, like renderer
+	renderer nft.Renderer
+	store    *store
 	metrics *metrics
 	status  *status
 	events  *eventSink
@@ -125,13 +129,16 @@ func (a *agent) backoff() time.Duration {
 	return min(d, 30*time.Second)
 }
 
-// sync compiles the current snapshot and brings the kernel's table to it.
+// sync brings the kernel's table to the cluster as the store holds it now.
+// Only what changed since the last sync is compiled, rendered and sent, and
+// only what the transaction changed is read back: a one-pod change costs
+// milliseconds however big the cluster.
 func (a *agent) sync() bool {
 	start := time.Now()
-	snap, version := a.store.Snapshot()
-	plan := policy.Compile(snap, a.cfg.NodeName, policy.Options{DefaultDenyUnknown: a.cfg.DefaultDenyUnknown})
-	want := nft.Render(plan)
-	a.reportProblems(snap, plan)
+	version, _ := a.store.applyTo(a.compiler, a.cfg.NodeName)
+	plan := a.compiler.Plan()
+	want := a.renderer.Render(plan)
+	a.reportProblems(&cluster.Snapshot{Policies: a.store.policyList()}, plan)
 
 	first := a.desired == nil
 	res, err := a.conn.Sync(want)
@@ -148,13 +155,17 @@ func (a *agent) sync() bool {
 		a.metrics.changesApplied.Add(float64(len(res.Delta.Differences)))
 		added, deleted := res.Delta.Elements()
 		a.log.Info("table updated", "changes", len(res.Delta.Differences), "elementsAdded", added, "elementsDeleted", deleted,
-			"messages", res.Messages, "bytes", res.Bytes, "rebuilt", res.Rebuilt, "took", time.Since(start))
+			"messages", res.Messages, "bytes", res.Bytes, "rebuilt", res.Rebuilt, "fullCompile", a.compiler.LastUpdate().Full,
+			"took", time.Since(start))
 		a.log.Debug("table changes", "differences", res.Delta.Differences)
 		if first {
 			a.metrics.repairs.WithLabelValues(causeStartup).Inc()
 		}
-		// Read back what we just committed: the kernel must hold exactly it.
-		if !a.verify(causeAfterApply) {
+		// Read back what we just committed: the kernel must hold exactly
+		// that. The rest of the table is verified on notifications and on
+		// the timer.
+		d, err := a.conn.VerifyApplied(want, res.Delta)
+		if !a.settle(causeAfterApply, d, err) {
 			return false
 		}
 	}
@@ -163,13 +174,19 @@ func (a *agent) sync() bool {
 	return true
 }
 
-// verify reads the table back and repairs any difference. It reports whether
-// the kernel now holds the desired table.
+// verify reads the whole table back and repairs any difference. It reports
+// whether the kernel now holds the desired table.
 func (a *agent) verify(cause string) bool {
 	if a.desired == nil {
 		return false // nothing synced yet; the pending sync will write it
 	}
 	d, err := a.conn.Verify(a.desired)
+	return a.settle(cause, d, err)
+}
+
+// settle acts on a read back: it repairs any difference and reports
+// whether the kernel now holds the desired table.
+func (a *agent) settle(cause string, d *nft.Delta, err error) bool {
 	if err != nil {
 		a.fail("read back", err)
 		return false

@@ -10,11 +10,13 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // store holds the cluster as the agent last heard of it, already converted to
-// snapshot values: each object is converted once, when it changes, so a sync
-// only collects pointers.
+// snapshot values: each object is converted once, when it changes. It also
+// remembers which objects changed since the writer last took the changes,
+// so a sync hands the compiler only those.
 type store struct {
 	log *slog.Logger
 
@@ -25,8 +27,20 @@ type store struct {
 	node       *cluster.Node
 	nodeUID    types.UID
 	version    uint64
+	dirty      dirtyKeys
 
 	changed chan struct{} // signalled (without blocking) on every change
+}
+
+// dirtyKeys are the objects changed (set or deleted) since the last
+// applyTo.
+type dirtyKeys struct {
+	pods, namespaces, policies map[string]struct{}
+	node                       bool
+}
+
+func newDirtyKeys() dirtyKeys {
+	return dirtyKeys{pods: map[string]struct{}{}, namespaces: map[string]struct{}{}, policies: map[string]struct{}{}}
 }
 
 func newStore(log *slog.Logger) *store {
@@ -35,8 +49,58 @@ func newStore(log *slog.Logger) *store {
 		namespaces: map[string]*cluster.Namespace{},
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
+		dirty:      newDirtyKeys(),
 		changed:    make(chan struct{}, 1),
 	}
+}
+
+// applyTo hands every change since the last call to the compiler, which
+// the writer loop owns, and returns the store's version and the number of
+// policies. The lock is held only while pointers are copied.
+func (s *store) applyTo(c *policy.Compiler, node string) (version uint64, policies int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key := range s.dirty.namespaces {
+		if ns := s.namespaces[key]; ns != nil {
+			c.SetNamespace(ns)
+		} else {
+			c.DeleteNamespace(key)
+		}
+	}
+	for key := range s.dirty.pods {
+		if p := s.pods[key]; p != nil {
+			c.SetPod(p)
+		} else {
+			c.DeletePod(key)
+		}
+	}
+	for key := range s.dirty.policies {
+		if np := s.policies[key]; np != nil {
+			c.SetPolicy(np)
+		} else {
+			c.DeletePolicy(key)
+		}
+	}
+	if s.dirty.node {
+		if s.node != nil {
+			c.SetNode(s.node)
+		} else {
+			c.DeleteNode(node)
+		}
+	}
+	s.dirty = newDirtyKeys()
+	return s.version, len(s.policies)
+}
+
+// policyList returns the NetworkPolicies, for problem reports.
+func (s *store) policyList() []*networkingv1.NetworkPolicy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*networkingv1.NetworkPolicy, 0, len(s.policies))
+	for _, np := range s.policies {
+		out = append(out, np)
+	}
+	return out
 }
 
 // Snapshot returns the current state and its version.
@@ -94,6 +158,7 @@ func (s *store) setPod(obj any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pods[p.Key()] = p
+	s.dirty.pods[p.Key()] = struct{}{}
 	s.bump()
 }
 
@@ -105,6 +170,7 @@ func (s *store) setNamespace(obj any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.namespaces[in.Name] = cluster.NamespaceFromAPI(in)
+	s.dirty.namespaces[in.Name] = struct{}{}
 	s.bump()
 }
 
@@ -116,6 +182,7 @@ func (s *store) setPolicy(obj any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.policies[in.Namespace+"/"+in.Name] = in
+	s.dirty.policies[in.Namespace+"/"+in.Name] = struct{}{}
 	s.bump()
 }
 
@@ -132,6 +199,7 @@ func (s *store) setNode(obj any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.node, s.nodeUID = n, in.UID
+	s.dirty.node = true
 	s.bump()
 }
 
@@ -139,6 +207,7 @@ func (s *store) deleteNode(string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.node, s.nodeUID = nil, ""
+	s.dirty.node = true
 	s.bump()
 }
 
@@ -164,6 +233,15 @@ func deleteKey[T any](s *store, m map[string]T, key string) {
 	defer s.mu.Unlock()
 	if _, ok := m[key]; ok {
 		delete(m, key)
+		// The map says which kind of object went.
+		switch any(m).(type) {
+		case map[string]*cluster.Pod:
+			s.dirty.pods[key] = struct{}{}
+		case map[string]*cluster.Namespace:
+			s.dirty.namespaces[key] = struct{}{}
+		case map[string]*networkingv1.NetworkPolicy:
+			s.dirty.policies[key] = struct{}{}
+		}
 		s.bump()
 	}
 }
