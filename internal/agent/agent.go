@@ -34,10 +34,10 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 		conn:     conn,
 		compiler: policy.NewCompiler(cfg.NodeName, policy.Options{DefaultDenyUnknown: cfg.DefaultDenyUnknown}),
 		store:    newStore(log),
-		metrics: newMetrics(),
-		status:  &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
-		events:  newEventSink(client, cfg.NodeName),
-		notify:  make(chan struct{}, 1),
+		metrics:  newMetrics(),
+		status:   &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
+		events:   newEventSink(client, cfg.NodeName),
+		notify:   make(chan struct{}, 1),
 	}
 	defer a.events.shutdown()
 	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
@@ -66,10 +66,10 @@ type agent struct {
 	compiler *policy.Compiler // owned by the writer loop, like renderer
 	renderer nft.Renderer
 	store    *store
-	metrics *metrics
-	status  *status
-	events  *eventSink
-	notify  chan struct{} // nftables changed by another process
+	metrics  *metrics
+	status   *status
+	events   *eventSink
+	notify   chan struct{} // nftables changed by another process
 
 	desired  *nft.Table // the table of the last sync, what verification compares with
 	degraded string     // the reason, while the kernel's table is not the desired one
