@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/lab/scenario"
+	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// Address modes of kube-fence render.
+const (
+	addressesLab     = "lab"
+	addressesObjects = "objects"
+)
+
+func newRenderCmd() *cobra.Command {
+	var (
+		file, node, addresses string
+		opts                  = policy.Options{DefaultDenyUnknown: true}
+	)
+	cmd := &cobra.Command{
+		Use:   "render -f MANIFESTS [--node NAME]",
+		Short: "Print the nftables table kube-fence would program on a node, in nft syntax",
+		Long: `Render reads Namespaces, Pods, Nodes and NetworkPolicies (the lab's scenario format:
+Kubernetes YAML or JSON, several documents separated by ---, or a List such as
+kubectl get -o yaml prints), compiles the policies for one node, and prints the table
+"inet kube-fence" exactly as kube-fence programs it over netlink, in nft syntax. Nothing
+is changed on this machine and no privileges are needed.
+
+The output is what to read to understand a node's enforcement, and valid input for nft:
+"nft -c -f FILE" checks it, and "nft -f FILE" in a scratch network namespace loads the
+very table the agent would hold (the tests compare both read back from the kernel).
+
+Addresses (--addresses):
+  lab      as the lab builds the scenario: pods without status.podIPs get addresses from
+           their node's pod CIDR, nodes get the lab's addresses. The table is the one
+           "kube-fence lab run" programs on the node (which runs with
+           --default-deny-unknown=false).
+  objects  only what the objects say, as the agent sees them through the API server: node
+           addresses from status.addresses, pods without addresses are not enforced.
+
+Exit status: 0 when the table was printed; 2 for invalid input (the message names the
+object and the field) or an unknown node. Policy parts that cannot be enforced are listed
+on standard error; the rest is in the table.`,
+		Example: `  kube-fence render -f scenario.yaml
+  kubectl get namespaces,pods,nodes,networkpolicies -A -o yaml > cluster.yaml
+  kube-fence render -f cluster.yaml --node worker-1 --addresses objects > worker-1.nft
+  nft -c -f worker-1.nft`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addresses != addressesLab && addresses != addressesObjects {
+				return exitError{code: 2, msg: fmt.Sprintf("--addresses %q: want %s or %s", addresses, addressesLab, addressesObjects)}
+			}
+			s, err := readScenario(cmd, file)
+			if err != nil {
+				return err
+			}
+			snap, err := renderSnapshot(s, addresses)
+			if err != nil {
+				return invalid(file, err)
+			}
+			if node, err = pickNode(snap, node); err != nil {
+				return err
+			}
+			plan := policy.Compile(snap, node, opts)
+			for _, p := range plan.Problems {
+				fmt.Fprintf(cmd.ErrOrStderr(), "kube-fence render: warning: %s\n", p)
+			}
+			return nft.WriteText(cmd.OutOrStdout(), nft.Render(plan))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "filename", "f", "", "the manifests, or - for standard input")
+	f.StringVar(&node, "node", "", "the node to render for (default: the only node of the manifests)")
+	f.StringVar(&addresses, "addresses", addressesLab, "where addresses come from: lab or objects (see above)")
+	f.BoolVar(&opts.DefaultDenyUnknown, "default-deny-unknown", opts.DefaultDenyUnknown,
+		"isolate addresses of the node's pod CIDRs that belong to no known pod, as the agent does by default")
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}
+
+// renderSnapshot converts the manifests into the snapshot the compiler
+// reads, with the lab's address plan or with the objects' own addresses.
+func renderSnapshot(s *scenario.Scenario, addresses string) (*cluster.Snapshot, error) {
+	if addresses == addressesLab {
+		return s.Snapshot()
+	}
+	snap := &cluster.Snapshot{}
+	var problems []string
+	for _, ns := range s.Namespaces {
+		snap.Namespaces = append(snap.Namespaces, cluster.NamespaceFromAPI(ns))
+	}
+	for _, n := range s.Nodes {
+		node, err := cluster.NodeFromAPI(n)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		snap.Nodes = append(snap.Nodes, node)
+	}
+	for _, p := range s.Pods {
+		pod, err := cluster.PodFromAPI(p)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		snap.Pods = append(snap.Pods, pod)
+	}
+	snap.Policies = append(snap.Policies, s.Policies...)
+	if len(problems) > 0 {
+		return nil, &scenario.InvalidError{Problems: problems}
+	}
+	return snap, nil
+}
+
+// pickNode returns the node to render for: the one asked for, which must
+// exist (as a Node object or as the node of a pod), or the only one there is.
+func pickNode(snap *cluster.Snapshot, asked string) (string, error) {
+	var names []string
+	for _, n := range snap.Nodes {
+		names = append(names, n.Name)
+	}
+	for _, p := range snap.Pods {
+		if p.NodeName != "" {
+			names = append(names, p.NodeName)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	switch {
+	case asked != "" && slices.Contains(names, asked):
+		return asked, nil
+	case asked != "":
+		return "", exitError{code: 2, msg: fmt.Sprintf("--node %q: no such node in the manifests (nodes: %s)", asked, listOrNone(names))}
+	case len(names) == 1:
+		return names[0], nil
+	}
+	return "", exitError{code: 2, msg: fmt.Sprintf("--node: required, the manifests name %d nodes (%s)", len(names), listOrNone(names))}
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
