@@ -19,11 +19,12 @@ iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
   agent    enforce the cluster's NetworkPolicies on this node (the DaemonSet)
   lab      prove enforcement with real packets in network namespaces
   doctor   find, explain and safely repair foreign nftables rules that break iptables-nft tools
-  render   print the table kube-fence would program on a node, in nft syntax`,
+  render   print the table kube-fence would program on a node, in nft syntax
+  bench    measure sync, incremental changes and the datapath at cluster scale`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newAgentCmd(), newLabCmd(), newDoctorCmd(), newRenderCmd())
+	root.AddCommand(newVersionCmd(), newAgentCmd(), newLabCmd(), newDoctorCmd(), newRenderCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kube-fence/kube-fence/internal/bench"
+)
+
+// benchDefaults are the settings of each --size.
+var benchDefaults = map[string]bench.Config{
+	"small": {Runs: 1, Changes: true, ChangeRuns: 2,
+		Datapath: bench.DatapathConfig{Policies: []int{0, 100}, Rounds: 1, Connects: 200, Stream: 200 * time.Millisecond}},
+	"full": {Runs: 5, Changes: true, ChangeRuns: 20,
+		Datapath: bench.DatapathConfig{Policies: []int{0, 1, 1000, 10000}, Rounds: 5, Connects: 2000, Stream: 2 * time.Second}},
+}
+
+func newBenchCmd() *cobra.Command {
+	var (
+		sizeName, parts, policies, jsonFile, plotFile string
+		runs, changeRuns, rounds, connects            int
+		stream                                        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [--size small|full]",
+		Short: "Measure sync, incremental changes and the datapath at cluster scale, against nft -f",
+		Long: `Bench measures kube-fence with the real pipeline and the real kernel, in network
+namespaces it creates and removes, on synthetic clusters (deterministic from a seed:
+pods of 25 apps and 3 tiers with named ports over namespaces and nodes, 110 pods on the
+measured node, NetworkPolicies mixing pod and namespace selectors, ipBlocks with except,
+named ports and port ranges):
+
+  sync      compile the node's plan; apply its whole table over netlink and read it back;
+            nft -f loading the same table as text, in the same run, as the reference
+  changes   a pod added (on another node and on this one), a pod relabelled into a
+            selector, a policy added, a namespace relabelled: the time from the change to
+            the committed kernel state and the size of the netlink transaction
+  datapath  TCP connect time and throughput between two lab pods with 0, 1, 1k and 10k
+            policies selecting them, as ratios to no policy
+
+--size small (1k pods, one run) keeps the command working in CI and says nothing about
+speed; --size full (1k to 50k pods, five runs) is the run docs/benchmarks.md reports.
+Every number is a median with its range; the tables are Markdown. It needs root.`,
+		Example: `  kube-fence bench --size full --json bench.json --plot docs/benchmarks-sync.png > tables.md
+  kube-fence bench --parts datapath --rounds 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, ok := benchDefaults[sizeName]
+			if !ok {
+				return exitError{code: 2, msg: fmt.Sprintf("--size %q: want small or full", sizeName)}
+			}
+			cfg.Sizes = bench.Presets[sizeName]
+			f := cmd.Flags()
+			set := func(name string, dst *int, v int) {
+				if f.Changed(name) {
+					*dst = v
+				}
+			}
+			set("runs", &cfg.Runs, runs)
+			set("change-runs", &cfg.ChangeRuns, changeRuns)
+			set("rounds", &cfg.Datapath.Rounds, rounds)
+			set("connects", &cfg.Datapath.Connects, connects)
+			if f.Changed("stream") {
+				cfg.Datapath.Stream = stream
+			}
+			if f.Changed("datapath-policies") {
+				list, err := intList(policies)
+				if err != nil {
+					return exitError{code: 2, msg: "--datapath-policies: " + err.Error()}
+				}
+				cfg.Datapath.Policies = list
+			}
+			if err := selectParts(&cfg, parts); err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			if err := cfg.Validate(); err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			cfg.Progress = cmd.ErrOrStderr()
+			res, err := bench.Run(ctx, cfg)
+			if err != nil {
+				if ctx.Err() != nil {
+					return exitError{code: 130, msg: "interrupted; everything the bench created was removed"}
+				}
+				return err
+			}
+			return writeBench(cmd, res, jsonFile, plotFile)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sizeName, "size", "small", "small (CI) or full (the documented run)")
+	f.StringVar(&parts, "parts", "sync,changes,datapath", "what to measure, comma-separated: sync, changes, datapath")
+	f.IntVar(&runs, "runs", 0, "repetitions of each full compile and apply (default: 1 small, 5 full)")
+	f.IntVar(&changeRuns, "change-runs", 0, "repetitions of each incremental change (default: 2 small, 20 full)")
+	f.StringVar(&policies, "datapath-policies", "", "policy counts the datapath compares, the first 0 (default: 0,100 small; 0,1,1000,10000 full)")
+	f.IntVar(&rounds, "rounds", 0, "datapath rounds (default: 1 small, 5 full)")
+	f.IntVar(&connects, "connects", 0, "timed TCP connects per policy count and round (default: 200 small, 2000 full)")
+	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")
+	f.StringVar(&jsonFile, "json", "", "also write every measurement to this file as JSON")
+	f.StringVar(&plotFile, "plot", "", "also draw sync time against cluster size into this PNG file")
+	return cmd
+}
+
+// selectParts turns off what --parts leaves out.
+func selectParts(cfg *bench.Config, parts string) error {
+	want := strings.Split(parts, ",")
+	for _, p := range want {
+		if !slices.Contains([]string{"sync", "changes", "datapath"}, p) {
+			return fmt.Errorf("--parts: %q is not sync, changes or datapath", p)
+		}
+	}
+	if !slices.Contains(want, "sync") && !slices.Contains(want, "changes") {
+		cfg.Sizes = nil
+	}
+	cfg.Changes = cfg.Changes && slices.Contains(want, "changes")
+	if !slices.Contains(want, "datapath") {
+		cfg.Datapath.Policies = nil
+	}
+	return nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a list of counts", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func writeBench(cmd *cobra.Command, res *bench.Results, jsonFile, plotFile string) error {
+	if err := bench.Markdown(cmd.OutOrStdout(), res); err != nil {
+		return err
+	}
+	if jsonFile != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", jsonFile, err)
+		}
+	}
+	if plotFile != "" && len(res.Sync) > 0 {
+		f, err := os.Create(plotFile)
+		if err != nil {
+			return err
+		}
+		if err := bench.Plot(f, res); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", plotFile, err)
+		}
+	}
+	return nil
+}
