@@ -5,8 +5,12 @@
 // policy.Plan; Diff (pure) compares two Tables and lists the differences in
 // words plus the operations that remove them; a Conn (netlink, through
 // github.com/google/nftables) applies those operations as one atomic
-// transaction, reads the table back and compares again. Text prints a Table in
-// nft syntax for humans and for `nft -f`.
+// transaction, reads back what it changed (VerifyApplied) or the whole table
+// (Verify) and compares again. Text prints a Table in nft syntax for humans
+// and for `nft -f`. A Renderer renders like Render but shares with the
+// previous table every object a new plan did not change, which Diff then
+// skips in constant time: a small change costs a small render, diff and
+// transaction however big the table.
 //
 // The table's rules are fixed and its data changes: per-pod and per-peer facts
 // live in sets and verdict maps, so a pod appearing or a label changing is a
