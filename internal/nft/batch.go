@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -46,8 +47,9 @@ func (e *encoder) batch() ([]netlink.Message, error) {
 }
 
 var (
-	msgNewTable = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE)
-	msgBatchEnd = netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
+	msgNewTable   = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE)
+	msgBatchBegin = netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN)
+	msgBatchEnd   = netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
 )
 
 // setTableFlags rewrites the NFTA_TABLE_FLAGS attribute of every NEWTABLE
@@ -127,34 +129,46 @@ func sendBatch(sock *netlink.Conn, msgs []netlink.Message, describe func(netlink
 	if len(msgs) < 3 {
 		return nil // only begin and end: nothing to do
 	}
-	size := 0
-	for i := range msgs {
-		msgs[i].Header.Sequence = 0 // let our socket number them
-		msgs[i].Header.PID = 0
-		// No per-message acks, and no echo: google/nftables asks the
-		// kernel to echo every new rule back (to learn its handle), and at
-		// a thousand rules the echoes overflow the socket's receive buffer
-		// before the batch's result arrives.
-		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
-		size += 16 + len(msgs[i].Data) + 3
-	}
 	last := len(msgs) - 2 // the message before batch end
 	if msgs[last+1].Header.Type != msgBatchEnd {
 		return errors.New("malformed batch: no batch end message")
 	}
-	msgs[last].Header.Flags |= netlink.Acknowledge
+	// The batch is marshalled here into one buffer and sent with one
+	// sendmsg, numbered by us: netlink.Conn.SendMessages marshals each
+	// message apart first, which doubled the bytes a big batch allocates.
+	first := batchSeq.Add(uint32(len(msgs))) - uint32(len(msgs)) + 1
+	size := 0
+	for i := range msgs {
+		size += nlmsgAlign(16 + len(msgs[i].Data))
+	}
+	buf := make([]byte, 0, size)
+	bySeq := make(map[uint32]netlink.Message, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		m.Header.Sequence, m.Header.PID = first+uint32(i), 0
+		m.Header.Flags &^= netlink.Acknowledge | netlink.Echo
+		if i == last {
+			m.Header.Flags |= netlink.Acknowledge
+		}
+		m.Header.Length = uint32(16 + len(m.Data))
+		buf = binary.NativeEndian.AppendUint32(buf, m.Header.Length)
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Type))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Flags))
+		buf = binary.NativeEndian.AppendUint32(buf, m.Header.Sequence)
+		buf = binary.NativeEndian.AppendUint32(buf, 0)
+		buf = append(buf, m.Data...)
+		for len(buf)%4 != 0 {
+			buf = append(buf, 0)
+		}
+		bySeq[m.Header.Sequence] = *m
+	}
 	if err := growBuffers(sock, size); err != nil {
 		return err
 	}
-	sent, err := sock.SendMessages(msgs)
-	if err != nil {
+	if err := sendRaw(sock, buf); err != nil {
 		return fmt.Errorf("send nftables batch of %d messages: %w", len(msgs), err)
 	}
-	first, lastSeq := sent[0].Header.Sequence, sent[last].Header.Sequence
-	bySeq := make(map[uint32]netlink.Message, len(sent))
-	for _, m := range sent {
-		bySeq[m.Header.Sequence] = m
-	}
+	lastSeq := first + uint32(last)
 	var failures []MessageError
 	for {
 		replies, err := receiveRaw(sock)
@@ -177,6 +191,29 @@ func sendBatch(sock *netlink.Conn, msgs []netlink.Message, describe func(netlink
 			}
 		}
 	}
+}
+
+// batchSeq numbers batch messages; it only has to differ between batches
+// in flight on one socket.
+var batchSeq atomic.Uint32
+
+func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
+
+// sendRaw sends one datagram to the kernel on sock.
+func sendRaw(sock *netlink.Conn, b []byte) error {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), b, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		return serr != unix.EAGAIN && serr != unix.EWOULDBLOCK
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
 }
 
 // growBuffers makes the socket's send buffer hold the whole batch, which the

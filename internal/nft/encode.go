@@ -1,11 +1,11 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -23,22 +23,6 @@ var nftTable = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet
 // before anything refers to them, and references (rules, verdict map
 // elements) are removed before what they refer to.
 func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, error) {
-	e := newEncoder()
-	c := e.conn
-	if deleteTable {
-		c.DelTable(nftTable)
-	}
-	c.AddTable(nftTable)
-
-	sets := map[string]*nftables.Set{}
-	setFor := func(name string, t SetType) *nftables.Set {
-		if s := sets[name]; s != nil {
-			return s
-		}
-		s := nftSet(name, t)
-		sets[name] = s
-		return s
-	}
 	typeOf := func(name string) SetType {
 		if s := want.Sets[name]; s != nil {
 			return s.Type
@@ -48,34 +32,44 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 
 	// Set and chain headers first: elements of verdict maps name chains,
 	// rules name sets and chains.
+	head := newEncoder()
+	c := head.conn
+	if deleteTable {
+		c.DelTable(nftTable)
+	}
+	c.AddTable(nftTable)
 	for _, s := range d.AddSets {
-		if err := c.AddSet(setFor(s.Name, s.Type), nil); err != nil {
+		if err := c.AddSet(nftSet(s.Name, s.Type), nil); err != nil {
 			return nil, fmt.Errorf("add set %s: %w", s.Name, err)
 		}
 	}
 	for _, ch := range d.AddChains {
 		c.AddChain(nftChain(ch))
 	}
-	// Deletions before additions, so an element whose value changes can be
-	// deleted and added again under the same key.
+	headMsgs, err := head.batch()
+	if err != nil {
+		return nil, err
+	}
+
+	// Elements, encoded by us: deletions before additions, so an element
+	// whose value changes can be deleted and added again under the same
+	// key.
+	var elems []netlink.Message
 	for _, name := range sortedKeys(d.DelElems) {
-		ns := setFor(name, typeOf(name))
-		for _, chunk := range chunks(kernelElems(typeOf(name), d.DelElems[name])) {
-			if err := c.SetDeleteElements(ns, chunk); err != nil {
-				return nil, fmt.Errorf("delete elements of set %s: %w", name, err)
-			}
-		}
+		elems = append(elems, elemMessages(name, typeOf(name), d.DelElems[name], true)...)
 	}
 	for _, s := range d.AddSets {
-		if err := addElems(c, setFor(s.Name, s.Type), s.Type, s.Elems); err != nil {
-			return nil, err
-		}
+		elems = append(elems, elemMessages(s.Name, s.Type, s.Elems, false)...)
 	}
 	for _, name := range sortedKeys(d.AddElems) {
-		if err := addElems(c, setFor(name, typeOf(name)), typeOf(name), d.AddElems[name]); err != nil {
-			return nil, err
-		}
+		elems = append(elems, elemMessages(name, typeOf(name), d.AddElems[name], false)...)
 	}
+
+	// Rules, then what goes: chains to delete are emptied first (their
+	// rules refer to sets), then sets go (verdict maps refer to chains),
+	// then the chains.
+	tail := newEncoder()
+	c = tail.conn
 	for _, ch := range d.ReplaceRules {
 		nc := nftChain(ch)
 		c.FlushChain(nc)
@@ -84,8 +78,6 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 	for _, ch := range d.AddChains {
 		addRules(c, nftChain(ch), ch.Rules)
 	}
-	// Chains to delete are emptied first (their rules refer to sets), then
-	// sets go (verdict maps refer to chains), then the chains.
 	for _, name := range d.DelChains {
 		c.FlushChain(&nftables.Chain{Name: name, Table: nftTable})
 	}
@@ -95,7 +87,28 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 	for _, name := range d.DelChains {
 		c.DelChain(&nftables.Chain{Name: name, Table: nftTable})
 	}
-	return e.batch()
+	tailMsgs, err := tail.batch()
+	if err != nil {
+		return nil, err
+	}
+	return joinBatch(headMsgs, elems, tailMsgs)
+}
+
+// joinBatch puts the messages of several parts into one batch: the begin
+// message of the first part, every part's own messages, one end message.
+func joinBatch(first []netlink.Message, rest ...[]netlink.Message) ([]netlink.Message, error) {
+	if len(first) < 2 || first[0].Header.Type != msgBatchBegin || first[len(first)-1].Header.Type != msgBatchEnd {
+		return nil, errors.New("encode nftables batch: no batch begin and end messages")
+	}
+	out := slices.Clone(first[:len(first)-1])
+	for _, part := range rest {
+		for _, m := range part {
+			if m.Header.Type != msgBatchBegin && m.Header.Type != msgBatchEnd {
+				out = append(out, m)
+			}
+		}
+	}
+	return append(out, first[len(first)-1]), nil
 }
 
 // encodeDeleteTable builds a transaction removing kube-fence's table.
@@ -103,15 +116,6 @@ func encodeDeleteTable() ([]netlink.Message, error) {
 	e := newEncoder()
 	e.conn.DelTable(nftTable)
 	return e.batch()
-}
-
-func addElems(c *nftables.Conn, s *nftables.Set, t SetType, es []Elem) error {
-	for _, chunk := range chunks(kernelElems(t, es)) {
-		if err := c.SetAddElements(s, chunk); err != nil {
-			return fmt.Errorf("add elements to set %s: %w", s.Name, err)
-		}
-	}
-	return nil
 }
 
 func addRules(c *nftables.Conn, ch *nftables.Chain, rules []Rule) {
@@ -169,47 +173,6 @@ func hookNum(name string) *nftables.ChainHook {
 		return nftables.ChainHookPostrouting
 	}
 	return nftables.ChainHookForward
-}
-
-// kernelElems turns canonical elements into what the kernel stores. Address
-// ranges live in an rbtree as a start element and an end element one past the
-// range; a range reaching the last address has no end element. Port ranges
-// (a concatenation) carry their end as KEY_END.
-func kernelElems(t SetType, es []Elem) []nftables.SetElement {
-	out := make([]nftables.SetElement, 0, len(es)*2)
-	for _, e := range es {
-		switch t {
-		case Addr4, Addr6:
-			out = append(out, nftables.SetElement{Key: e.Key})
-			if next := addrFromKey(e.KeyEnd).Next(); next.IsValid() {
-				out = append(out, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
-			}
-		case PortMap:
-			out = append(out, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, VerdictData: nftVerdict(e.Verdict)})
-		default:
-			out = append(out, nftables.SetElement{Key: e.Key, VerdictData: nftVerdict(e.Verdict), Comment: e.Comment})
-		}
-	}
-	return out
-}
-
-func nftVerdict(v *Verdict) *expr.Verdict {
-	if v == nil {
-		return nil
-	}
-	return &expr.Verdict{Kind: v.Kind, Chain: v.Chain}
-}
-
-func chunks(es []nftables.SetElement) [][]nftables.SetElement {
-	var out [][]nftables.SetElement
-	for len(es) > elemsPerMessage {
-		out = append(out, es[:elemsPerMessage])
-		es = es[elemsPerMessage:]
-	}
-	if len(es) > 0 {
-		out = append(out, es)
-	}
-	return out
 }
 
 // describeMessage names what a batch message does, for error reports.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -184,78 +183,34 @@ func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list elements of set %s: %w", set, err)
 	}
-	var kes []kernelElem
+	// Count first: a set holds up to tens of thousands of elements, and
+	// growing the list by doubling cost more than the extra pass.
+	count := 0
 	for _, m := range msgs {
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return nil, err
+		if len(m.Data) >= 4 {
+			_ = walkAttrs(m.Data[4:], func(t uint16, p []byte) {
+				if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+					_ = walkAttrs(p, func(uint16, []byte) { count++ })
+				}
+			})
 		}
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				ad.Nested(func(list *netlink.AttributeDecoder) error {
-					for list.Next() {
-						var ke kernelElem
-						list.Nested(ke.decode)
-						kes = append(kes, ke)
-					}
-					return nil
-				})
+	}
+	kes := make([]kernelElem, 0, count)
+	var d elemDecoder
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		err := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
+			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				_ = d.list(p, func(ke kernelElem) { kes = append(kes, ke) })
 			}
-		}
-		if err := ad.Err(); err != nil {
+		})
+		if err != nil {
 			return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
 		}
 	}
 	return canonicalElems(typ, kes), nil
-}
-
-func (ke *kernelElem) decode(ad *netlink.AttributeDecoder) error {
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_SET_ELEM_KEY:
-			ad.Nested(func(d *netlink.AttributeDecoder) error { ke.key = dataValue(d); return nil })
-		case nftables.NFTA_SET_ELEM_KEY_END:
-			ad.Nested(func(d *netlink.AttributeDecoder) error { ke.keyEnd = dataValue(d); return nil })
-		case unix.NFTA_SET_ELEM_FLAGS:
-			ke.end = ad.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
-		case unix.NFTA_SET_ELEM_DATA:
-			ad.Nested(func(d *netlink.AttributeDecoder) error {
-				for d.Next() {
-					if d.Type() == unix.NFTA_DATA_VERDICT {
-						ke.verdict = &Verdict{}
-						d.Nested(ke.verdict.decode)
-					}
-				}
-				return nil
-			})
-		case unix.NFTA_SET_ELEM_USERDATA:
-			ke.comment, _ = userdata.GetString(ad.Bytes(), userdata.NFTNL_UDATA_SET_ELEM_COMMENT)
-		}
-	}
-	return nil
-}
-
-func dataValue(d *netlink.AttributeDecoder) []byte {
-	for d.Next() {
-		if d.Type() == unix.NFTA_DATA_VALUE {
-			return d.Bytes()
-		}
-	}
-	return nil
-}
-
-func (v *Verdict) decode(d *netlink.AttributeDecoder) error {
-	d.ByteOrder = binary.BigEndian
-	for d.Next() {
-		switch d.Type() {
-		case unix.NFTA_VERDICT_CODE:
-			v.Kind = exprVerdictKind(int32(d.Uint32()))
-		case unix.NFTA_VERDICT_CHAIN:
-			v.Chain = d.String()
-		}
-	}
-	return nil
 }
 
 // canonicalElems turns kernel elements into canonical ones. For address
@@ -276,9 +231,17 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 		})
 		var start netip.Addr
 		open := false
+		var keys []byte // all keys in one allocation: sets run to thousands of ranges
 		closeAt := func(last netip.Addr) {
 			if open && last.IsValid() && start.Compare(last) <= 0 {
-				out = append(out, Elem{Key: start.AsSlice(), KeyEnd: last.AsSlice()})
+				if keys == nil {
+					keys = make([]byte, 0, 2*len(kes)*start.BitLen()/8)
+				}
+				at := len(keys)
+				keys = appendAddr(keys, start)
+				mid := len(keys)
+				keys = appendAddr(keys, last)
+				out = append(out, Elem{Key: keys[at:mid:mid], KeyEnd: keys[mid:len(keys):len(keys)]})
 			}
 			open = false
 		}
@@ -305,6 +268,16 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 	}
 	SortElems(out)
 	return out
+}
+
+// appendAddr appends a's bytes: 4 for IPv4, 16 for IPv6.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
 }
 
 func boolInt(b bool) int {

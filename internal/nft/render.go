@@ -166,9 +166,9 @@ func addPodMaps(t *Table, pods []policy.LocalPod) {
 			if ip.Is6() {
 				e4, i4 = setEgressPods6, setIngressPods6
 			}
-			key := ip.AsSlice()
-			maps[e4].Elems = append(maps[e4].Elems, Elem{Key: key, Verdict: &egress, Comment: p.Key()})
-			maps[i4].Elems = append(maps[i4].Elems, Elem{Key: key, Verdict: &ingress, Comment: p.Key()})
+			key, comment := ip.AsSlice(), shortComment(p.Key())
+			maps[e4].Elems = append(maps[e4].Elems, Elem{Key: key, Verdict: &egress, Comment: comment})
+			maps[i4].Elems = append(maps[i4].Elems, Elem{Key: key, Verdict: &ingress, Comment: comment})
 		}
 	}
 	for _, s := range maps {

@@ -35,11 +35,18 @@ func rule(parts ...stmt) Rule {
 
 // withComment attaches a comment, which nft limits to 128 bytes.
 func (r Rule) withComment(c string) Rule {
+	r.Comment = shortComment(c)
+	return r
+}
+
+// shortComment cuts a comment to what nft accepts (128 bytes with the
+// terminating NUL), so the text loads and the kernel gives back what we
+// sent.
+func shortComment(c string) string {
 	if len(c) > 127 {
 		c = c[:124] + "..."
 	}
-	r.Comment = c
-	return r
+	return c
 }
 
 // addrField names an IP header address field.

@@ -268,24 +268,17 @@ func (c *Conn) lookupOnce(set string, ls []lookup) ([]kernelElem, error) {
 	}
 	replies, err := c.ask(unix.NFT_MSG_GETSETELEM, b)
 	var out []kernelElem
+	var d elemDecoder
 	for _, m := range replies {
-		ad, derr := netlink.NewAttributeDecoder(m.Data[4:])
-		if derr != nil {
-			return out, derr
+		if len(m.Data) < 4 {
+			continue
 		}
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				ad.Nested(func(list *netlink.AttributeDecoder) error {
-					for list.Next() {
-						var ke kernelElem
-						list.Nested(ke.decode)
-						out = append(out, ke)
-					}
-					return nil
-				})
+		derr := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
+			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				_ = d.list(p, func(ke kernelElem) { out = append(out, ke) })
 			}
-		}
-		if derr := ad.Err(); derr != nil {
+		})
+		if derr != nil {
 			return out, fmt.Errorf("decode elements of set %s: %w", set, derr)
 		}
 	}
