@@ -126,7 +126,7 @@ func (c *Conn) Read() (*Table, error) {
 func (c *Conn) readContent() (*Table, error) {
 	t := NewTable()
 	var err error
-	if t.Sets, err = readSets(c.read); err != nil {
+	if t.Sets, err = readSets(c.read, true); err != nil {
 		return nil, err
 	}
 	if t.Chains, err = readChains(c.rules, c.read); err != nil {
@@ -145,13 +145,28 @@ func (c *Conn) Sync(want *Table) (*Result, error) {
 	return c.apply(want, Diff(want, c.committed), false)
 }
 
-// Verify reads the table back and returns its differences from want.
+// Verify reads the table back and returns its differences from want. Sets
+// are read and compared one at a time, so the kernel's copy of a big table
+// is never held whole.
 func (c *Conn) Verify(want *Table) (*Delta, error) {
-	have, err := c.Read()
+	info, err := readTableInfo(c.read)
 	if err != nil {
 		return nil, err
 	}
-	return Diff(want, have), nil
+	if info == nil {
+		return Diff(want, nil), nil
+	}
+	have := NewTable()
+	if have.Sets, err = readSets(c.read, false); err != nil {
+		return nil, err
+	}
+	if have.Chains, err = readChains(c.rules, c.read); err != nil {
+		return nil, err
+	}
+	return diffTables(want, have, func(h *Set) (*Set, error) {
+		elems, err := readElems(c.read, h.Name, h.Type)
+		return &Set{Name: h.Name, Type: h.Type, Elems: elems}, err
+	})
 }
 
 // Repair reads the table back and sends one transaction removing every

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/nftext"
 )
 
@@ -44,7 +45,7 @@ func (d *Delta) Elements() (added, deleted int) {
 		added += len(es)
 	}
 	for _, s := range d.AddSets {
-		added += len(s.Elems)
+		added += s.Len()
 	}
 	for _, es := range d.DelElems {
 		deleted += len(es)
@@ -55,6 +56,14 @@ func (d *Delta) Elements() (added, deleted int) {
 // Diff returns what must change for have to become want. have may be nil
 // when the kernel holds no table.
 func Diff(want, have *Table) *Delta {
+	d, _ := diffTables(want, have, nil)
+	return d
+}
+
+// diffTables is Diff; when load is set, have's sets hold no elements and
+// load reads each one's when it is compared, so only one set's elements are
+// held at a time.
+func diffTables(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error) {
 	d := &Delta{AddElems: map[string][]Elem{}, DelElems: map[string][]Elem{}}
 	if have == nil {
 		// Everything is missing: one line says so better than thousands.
@@ -66,7 +75,7 @@ func Diff(want, have *Table) *Delta {
 		for _, name := range want.ChainNames() {
 			d.AddChains = append(d.AddChains, want.Chains[name])
 		}
-		return d
+		return d, nil
 	}
 	// Objects shared with have (the renderer reuses what did not change)
 	// are equal without a look inside; the rest is compared in name order,
@@ -84,6 +93,12 @@ func Diff(want, have *Table) *Delta {
 			d.note("set %s: has type %s, want %s", name, typeText(h.Type), typeText(w.Type))
 			d.Rebuild = true
 		default:
+			if load != nil {
+				var err error
+				if h, err = load(h); err != nil {
+					return nil, err
+				}
+			}
 			d.diffElems(w, h)
 		}
 	}
@@ -111,7 +126,7 @@ func Diff(want, have *Table) *Delta {
 			}
 		}
 	}
-	return d
+	return d, nil
 }
 
 // changedNames returns, sorted, the names of the objects that are not the
@@ -170,39 +185,83 @@ func (d *Delta) note(format string, args ...any) {
 // diffElems compares elements of two sets of the same type; both lists are
 // in canonical order, so one merge pass finds the differences.
 func (d *Delta) diffElems(w, h *Set) {
-	if len(w.Elems) == len(h.Elems) && (len(w.Elems) == 0 || &w.Elems[0] == &h.Elems[0]) {
+	if w.Ranges != nil && h.Ranges != nil {
+		d.diffRanges(w, h)
+		return
+	}
+	we, he := w.Elements(), h.Elements()
+	if len(we) == len(he) && (len(we) == 0 || &we[0] == &he[0]) {
 		return
 	}
 	i, j := 0, 0
-	for i < len(w.Elems) || j < len(h.Elems) {
+	for i < len(we) || j < len(he) {
 		var c int
 		switch {
-		case i == len(w.Elems):
+		case i == len(we):
 			c = 1
-		case j == len(h.Elems):
+		case j == len(he):
 			c = -1
 		default:
-			c = compareElemKey(w.Elems[i], h.Elems[j])
+			c = compareElemKey(we[i], he[j])
 		}
 		switch {
 		case c < 0:
-			d.note("set %s: missing element %s", w.Name, ElemText(w.Type, w.Elems[i]))
-			d.AddElems[w.Name] = append(d.AddElems[w.Name], w.Elems[i])
+			d.missing(w, we[i])
 			i++
 		case c > 0:
-			d.note("set %s: unexpected element %s", w.Name, ElemText(h.Type, h.Elems[j]))
-			d.DelElems[w.Name] = append(d.DelElems[w.Name], h.Elems[j])
+			d.unexpected(w, h.Type, he[j])
 			j++
 		default:
-			if !sameElemValue(w.Elems[i], h.Elems[j]) {
-				d.note("set %s: element is %s, want %s", w.Name, ElemText(h.Type, h.Elems[j]), ElemText(w.Type, w.Elems[i]))
-				d.DelElems[w.Name] = append(d.DelElems[w.Name], h.Elems[j])
-				d.AddElems[w.Name] = append(d.AddElems[w.Name], w.Elems[i])
+			if !sameElemValue(we[i], he[j]) {
+				d.note("set %s: element is %s, want %s", w.Name, ElemText(h.Type, he[j]), ElemText(w.Type, we[i]))
+				d.DelElems[w.Name] = append(d.DelElems[w.Name], he[j])
+				d.AddElems[w.Name] = append(d.AddElems[w.Name], we[i])
 			}
 			i++
 			j++
 		}
 	}
+}
+
+func (d *Delta) missing(w *Set, e Elem) {
+	d.note("set %s: missing element %s", w.Name, ElemText(w.Type, e))
+	d.AddElems[w.Name] = append(d.AddElems[w.Name], e)
+}
+
+func (d *Delta) unexpected(w *Set, t SetType, e Elem) {
+	d.note("set %s: unexpected element %s", w.Name, ElemText(t, e))
+	d.DelElems[w.Name] = append(d.DelElems[w.Name], e)
+}
+
+// diffRanges is diffElems for two rendered address sets: the same merge on
+// the plan's ranges, making elements only for the ranges that differ.
+func (d *Delta) diffRanges(w, h *Set) {
+	wr, hr := w.Ranges, h.Ranges
+	if len(wr) == len(hr) && (len(wr) == 0 || &wr[0] == &hr[0]) {
+		return
+	}
+	one := func(r addrset.Range) Elem { return rangeElems([]addrset.Range{r})[0] }
+	i, j := 0, 0
+	for i < len(wr) || j < len(hr) {
+		switch {
+		case j == len(hr) || i < len(wr) && compareRange(wr[i], hr[j]) < 0:
+			d.missing(w, one(wr[i]))
+			i++
+		case i == len(wr) || compareRange(wr[i], hr[j]) > 0:
+			d.unexpected(w, h.Type, one(hr[j]))
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+}
+
+func compareRange(a, b addrset.Range) int {
+	if c := a.From.Compare(b.From); c != 0 {
+		return c
+	}
+	return a.To.Compare(b.To)
 }
 
 func compareElemKey(a, b Elem) int {

@@ -59,7 +59,7 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 		elems = append(elems, elemMessages(name, typeOf(name), d.DelElems[name], true)...)
 	}
 	for _, s := range d.AddSets {
-		elems = append(elems, elemMessages(s.Name, s.Type, s.Elems, false)...)
+		elems = append(elems, elemMessages(s.Name, s.Type, s.Elements(), false)...)
 	}
 	for _, name := range sortedKeys(d.AddElems) {
 		elems = append(elems, elemMessages(name, typeOf(name), d.AddElems[name], false)...)

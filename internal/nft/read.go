@@ -82,8 +82,8 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 	return info, nil
 }
 
-// readSets returns every set of the table with its elements.
-func readSets(sock *netlink.Conn) (map[string]*Set, error) {
+// readSets returns every set of the table, with its elements if elems.
+func readSets(sock *netlink.Conn, elems bool) (map[string]*Set, error) {
 	req, err := request(unix.NFT_MSG_GETSET, netlink.Dump,
 		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(TableName)})
 	if err != nil {
@@ -100,8 +100,10 @@ func readSets(sock *netlink.Conn) (map[string]*Set, error) {
 			return nil, err
 		}
 		s := &Set{Name: name, Type: typ}
-		if s.Elems, err = readElems(sock, name, typ); err != nil {
-			return nil, err
+		if elems {
+			if s.Elems, err = readElems(sock, name, typ); err != nil {
+				return nil, err
+			}
 		}
 		sets[name] = s
 	}

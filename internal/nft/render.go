@@ -284,7 +284,7 @@ func (r *Renderer) addAddrSets(t *Table, name4, name6 string, s addrset.Set) (v4
 func (r *Renderer) addrSet(t *Table, name string, typ SetType, rs []addrset.Range) *Set {
 	prev, ok := r.sets[name]
 	if !ok || !sameRanges(prev.ranges, rs) {
-		prev = renderedSet{ranges: rs, set: &Set{Name: name, Type: typ, Elems: rangeElems(rs)}}
+		prev = renderedSet{ranges: rs, set: &Set{Name: name, Type: typ, Ranges: rs}}
 	}
 	r.usedSets[name] = prev
 	t.AddSet(prev.set)

@@ -43,9 +43,9 @@ func writeSet(b *strings.Builder, s *Set) {
 	if s.Type.IsInterval() {
 		b.WriteString("\t\tflags interval\n")
 	}
-	if len(s.Elems) > 0 {
+	if elems := s.Elements(); len(elems) > 0 {
 		b.WriteString("\t\telements = { ")
-		for i, e := range s.Elems {
+		for i, e := range elems {
 			if i > 0 {
 				b.WriteString(",\n\t\t\t     ")
 			}

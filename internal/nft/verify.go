@@ -101,6 +101,9 @@ func (c *Conn) checkWholeSet(out *Delta, w *Set) error {
 // an existing set. When an added element is not found exactly, the set is
 // read back whole to say what is there instead.
 func (c *Conn) checkElems(out *Delta, w *Set, added, deleted []Elem) error {
+	if w.Ranges != nil { // the lookups below search the elements
+		w = &Set{Name: w.Name, Type: w.Type, Elems: w.Elements()}
+	}
 	present, absent := expectations(w, added, deleted)
 	found, err := c.lookup(w.Name, present)
 	if errors.Is(err, unix.ENOENT) || err == nil && !matches(w.Type, present, found) {
