@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -171,6 +172,13 @@ func (a *agent) sync() bool {
 	}
 	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
 	a.succeed(plan, want, version)
+	if a.compiler.LastUpdate().Full {
+		// A full compile and the transaction after it allocate several
+		// times what the agent keeps; give that back to the system now
+		// rather than holding it as heap the garbage collector may
+		// reuse. Full compiles are rare: startup and large bursts.
+		debug.FreeOSMemory()
+	}
 	return true
 }
 

@@ -145,20 +145,25 @@ func (s *store) bump() {
 // The event handlers below run on informer goroutines.
 
 func (s *store) setPod(obj any) {
-	in, ok := obj.(*corev1.Pod)
-	if !ok {
+	var o *podObject
+	switch in := obj.(type) {
+	case *podObject:
+		o = in
+	case *corev1.Pod: // not through the informer's transform
+		o = newPodObject(in)
+	default:
 		return
 	}
-	p, err := cluster.PodFromAPI(in)
-	if err != nil {
-		s.log.Warn("ignoring pod with an unusable field", "pod", in.Namespace+"/"+in.Name, "err", err)
-		deleteKey(s, s.pods, in.Namespace+"/"+in.Name)
+	key := o.Namespace + "/" + o.Name
+	if o.err != nil {
+		s.log.Warn("ignoring pod with an unusable field", "pod", key, "err", o.err)
+		deleteKey(s, s.pods, key)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pods[p.Key()] = p
-	s.dirty.pods[p.Key()] = struct{}{}
+	s.pods[o.pod.Key()] = o.pod
+	s.dirty.pods[o.pod.Key()] = struct{}{}
 	s.bump()
 }
 
