@@ -199,7 +199,9 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
 		}
 		for _, s := range prev.sets {
 			t.AddSet(s)
-			r.usedSets[s.Name] = r.sets[s.Name]
+			if rs, ok := r.sets[s.Name]; ok { // address sets; the port map is the profile's own
+				r.usedSets[s.Name] = rs
+			}
 		}
 		r.usedProfiles[p.ID] = prev
 		return

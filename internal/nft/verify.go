@@ -106,7 +106,7 @@ func (c *Conn) checkElems(out *Delta, w *Set, added, deleted []Elem) error {
 	}
 	present, absent := expectations(w, added, deleted)
 	found, err := c.lookup(w.Name, present)
-	if errors.Is(err, unix.ENOENT) || err == nil && !matches(w.Type, present, found) {
+	if errors.Is(err, unix.ENOENT) || err == nil && !matches(present, found) {
 		return c.checkWholeSet(out, w)
 	}
 	if err != nil {
@@ -141,7 +141,7 @@ func (l lookup) same(ke kernelElem) bool {
 		(ke.verdict == nil || *ke.verdict == *l.want.verdict)
 }
 
-func matches(t SetType, ls []lookup, got []kernelElem) bool {
+func matches(ls []lookup, got []kernelElem) bool {
 	if len(got) != len(ls) {
 		return false
 	}

@@ -96,7 +96,10 @@ func (c *compiler) podChanged(old, new *cluster.Pod, t touched) {
 	c.forgetServing(old, new)
 	candidates := append(slices.Clip(c.peersByNS[ns]), c.nsPeers...)
 	for _, p := range candidates {
-		was := old != nil && slices.Contains(p.pods, old)
+		// p.pods is always the pods p selects under the current namespace
+		// labels (namespaceChanged keeps it so), so a label match answers
+		// whether old is in it without scanning it.
+		was := old != nil && c.selects(p, old)
 		is := new != nil && c.selects(p, new)
 		if was {
 			p.pods = slices.DeleteFunc(p.pods, func(q *cluster.Pod) bool { return q == old })
