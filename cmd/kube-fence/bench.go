@@ -90,13 +90,16 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 			defer stop()
 			cfg.Progress = cmd.ErrOrStderr()
 			res, err := bench.Run(ctx, cfg)
-			if err != nil {
-				if ctx.Err() != nil {
-					return exitError{code: 130, msg: "interrupted; everything the bench created was removed"}
+			if res != nil && (len(res.Sync) > 0 || len(res.Datapath) > 0) {
+				// What was measured before a failure is still worth having.
+				if werr := writeBench(cmd, res, jsonFile, plotFile); err == nil {
+					err = werr
 				}
-				return err
 			}
-			return writeBench(cmd, res, jsonFile, plotFile)
+			if err != nil && ctx.Err() != nil {
+				return exitError{code: 130, msg: "interrupted; everything the bench created was removed"}
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

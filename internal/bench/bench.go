@@ -87,7 +87,8 @@ type Results struct {
 var options = policy.Options{DefaultDenyUnknown: true}
 
 // Run measures what cfg asks for. It needs root (network namespaces,
-// nftables) and leaves nothing behind.
+// nftables) and leaves nothing behind. When a part fails, the results of
+// the parts before it come back with the error.
 func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -100,18 +101,18 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	for _, sz := range cfg.Sizes {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return res.done(), err
 		}
 		log("%s: generating the cluster", sz.Name)
 		r, err := measureSync(ctx, sz, cfg.Runs, log)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sz.Name, err)
+			return res.done(), fmt.Errorf("%s: %w", sz.Name, err)
 		}
 		res.Sync = append(res.Sync, r)
 		if cfg.Changes {
 			cs, err := measureChanges(ctx, sz, cfg.ChangeRuns, log)
 			if err != nil {
-				return nil, fmt.Errorf("%s: changes: %w", sz.Name, err)
+				return res.done(), fmt.Errorf("%s: changes: %w", sz.Name, err)
 			}
 			res.Changes = append(res.Changes, cs...)
 		}
@@ -119,11 +120,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if len(cfg.Datapath.Policies) > 0 {
 		dp, err := measureDatapath(ctx, cfg.Datapath, log)
 		if err != nil {
-			return nil, fmt.Errorf("datapath: %w", err)
+			return res.done(), fmt.Errorf("datapath: %w", err)
 		}
 		res.Datapath = dp
 	}
-	res.Machine.LoadAfter = loadAverage()
-	res.Took = time.Since(res.Started).Round(time.Second).String()
-	return res, nil
+	return res.done(), nil
+}
+
+func (r *Results) done() *Results {
+	r.Machine.LoadAfter = loadAverage()
+	r.Took = time.Since(r.Started).Round(time.Second).String()
+	return r
 }

@@ -337,11 +337,43 @@ func connectFD(dst netip.AddrPort, timeout time.Duration) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}); err != nil {
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
+	if err == unix.EINTR {
+		// A signal (the Go runtime's preemption) interrupted the wait, not
+		// the connect, which goes on: wait for it to finish.
+		err = awaitConnect(fd, timeout)
+	}
+	if err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
+}
+
+func awaitConnect(fd int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return unix.ETIMEDOUT
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		switch {
+		case err == unix.EINTR || err == nil && n == 0:
+			continue
+		case err != nil:
+			return err
+		}
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if v != 0 {
+			return unix.Errno(v)
+		}
+		return nil
+	}
 }
 
 // closeReset closes with a reset, so no TIME_WAIT piles up.
@@ -396,7 +428,7 @@ func throughput(ns *netns.NS, dst netip.AddrPort, srv *server, d time.Duration) 
 		buf := make([]byte, 256<<10)
 		t0 := time.Now()
 		for time.Since(t0) < d {
-			if _, err := unix.Write(fd, buf); err != nil {
+			if _, err := unix.Write(fd, buf); err != nil && err != unix.EINTR {
 				unix.Close(fd)
 				return fmt.Errorf("stream to %s: %w", dst, err)
 			}
