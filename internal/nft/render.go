@@ -53,6 +53,10 @@ type Renderer struct {
 	fixed    []*Chain
 	sets     map[string]renderedSet
 	profiles map[policy.ProfileID]renderedProfile
+	// names are the table names of the profiles of the last render (see
+	// profileNames), pods the profiles each pod had.
+	names map[policy.ProfileID]string
+	pods  map[string][2]policy.ProfileID
 	// What this render used, to become the caches for the next.
 	usedSets     map[string]renderedSet
 	usedProfiles map[policy.ProfileID]renderedProfile
@@ -65,6 +69,7 @@ type renderedSet struct {
 
 type renderedProfile struct {
 	profile *policy.Profile
+	name    string
 	chains  []*Chain
 	sets    []*Set
 }
@@ -83,11 +88,13 @@ func (r *Renderer) Render(plan *policy.Plan) *Table {
 		unknown = plan.PodCIDRs
 	}
 	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
-	addPodMaps(t, plan.Pods)
+	names := r.profileNames(plan)
+	addPodMaps(t, plan.Pods, names)
 	for _, prof := range plan.Profiles {
-		r.addProfile(t, prof)
+		r.addProfile(t, prof, names[prof.ID])
 	}
 	r.sets, r.profiles = r.usedSets, r.usedProfiles
+	r.names, r.pods = names, podProfiles(plan)
 	r.usedSets, r.usedProfiles = nil, nil
 	return t
 }
@@ -137,7 +144,7 @@ func (r *Renderer) fixedChains() []*Chain {
 // profiles. Two pods of the plan can share an address for a moment (a
 // snapshot taken while one replaces the other); a map holds one element per
 // key, so the first pod wins, as in policy.Plan.LocalPod.
-func addPodMaps(t *Table, pods []policy.LocalPod) {
+func addPodMaps(t *Table, pods []policy.LocalPod, names map[policy.ProfileID]string) {
 	seen := map[netip.Addr]bool{}
 	maps := map[string]*Set{}
 	for _, name := range []string{setEgressPods4, setEgressPods6, setIngressPods4, setIngressPods6} {
@@ -151,11 +158,11 @@ func addPodMaps(t *Table, pods []policy.LocalPod) {
 	for _, p := range pods {
 		egress := Verdict{Kind: expr.VerdictReturn}
 		if p.Egress != "" {
-			egress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Egress, p.Egress)}
+			egress = Verdict{Kind: expr.VerdictGoto, Chain: names[p.Egress]}
 		}
 		ingress := Verdict{Kind: expr.VerdictAccept}
 		if p.Ingress != "" {
-			ingress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Ingress, p.Ingress)}
+			ingress = Verdict{Kind: expr.VerdictGoto, Chain: names[p.Ingress]}
 		}
 		for _, ip := range p.IPs {
 			if seen[ip] {
@@ -192,8 +199,8 @@ func profileChain(d policy.Direction, id policy.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
-	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
+func (r *Renderer) addProfile(t *Table, p *policy.Profile, name string) {
+	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p && prev.name == name {
 		for _, c := range prev.chains {
 			t.AddChain(c)
 		}
@@ -206,7 +213,7 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
 		r.usedProfiles[p.ID] = prev
 		return
 	}
-	out := renderedProfile{profile: p}
+	out := renderedProfile{profile: p, name: name}
 	addChain := func(c *Chain) {
 		t.AddChain(c)
 		out.chains = append(out.chains, c)
@@ -216,7 +223,6 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
 		out.sets = append(out.sets, a, b)
 	}
 
-	name := profileChain(p.Direction, p.ID)
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
 	allowVerdict := Verdict{Kind: expr.VerdictAccept}
