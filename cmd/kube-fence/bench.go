@@ -24,9 +24,9 @@ var benchDefaults = map[string]bench.Config{
 
 func newBenchCmd() *cobra.Command {
 	var (
-		sizeName, parts, policies, jsonFile, plotFile string
-		runs, changeRuns, rounds, connects            int
-		stream                                        time.Duration
+		sizeName, parts, policies, jsonFile, plotFile, replot string
+		runs, changeRuns, rounds, connects                    int
+		stream                                                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--size small|full]",
@@ -52,6 +52,9 @@ Every number is a median with its range; the tables are Markdown. It needs root.
   kube-fence bench --parts datapath --rounds 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if replot != "" {
+				return replotBench(cmd, replot, plotFile)
+			}
 			cfg, ok := benchDefaults[sizeName]
 			if !ok {
 				return exitError{code: 2, msg: fmt.Sprintf("--size %q: want small or full", sizeName)}
@@ -113,7 +116,21 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")
 	f.StringVar(&jsonFile, "json", "", "also write every measurement to this file as JSON")
 	f.StringVar(&plotFile, "plot", "", "also draw sync time against cluster size into this PNG file")
+	f.StringVar(&replot, "from-json", "", "measure nothing: print the tables (and --plot) of a run saved with --json")
 	return cmd
+}
+
+// replotBench prints the tables and draws the plot of a saved run.
+func replotBench(cmd *cobra.Command, file, plotFile string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	var res bench.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return exitError{code: 2, msg: fmt.Sprintf("%s: %v", file, err)}
+	}
+	return writeBench(cmd, &res, "", plotFile)
 }
 
 // selectParts turns off what --parts leaves out.

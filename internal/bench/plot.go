@@ -103,10 +103,10 @@ func draw(lines []series) *image.RGBA {
 	fillRect(img, marginL, marginT+ph, pw, 2, black)
 
 	title := "kube-fence: one node's table (110 pods) against cluster size"
-	drawText(img, marginL, 20, title, black, 2)
+	drawText(img, marginL, 8, title, black, 2)
 	xlabel := "pods in the cluster (policies: a tenth of that)"
 	drawText(img, marginL+pw/2-textWidth(xlabel, 2)/2, plotH-40, xlabel, black, 2)
-	drawText(img, 10, marginT-30, "milliseconds", black, 2)
+	drawText(img, 10, marginT-22, "milliseconds", black, 2)
 
 	for i, l := range lines {
 		for j := range l.x {
