@@ -2,11 +2,13 @@ package conformance
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -43,7 +45,7 @@ func ScenarioYAML(snap *cluster.Snapshot, header string) ([]byte, error) {
 		b.WriteString("# " + string(bytes.TrimRight(line, "\n")) + "\n")
 	}
 	for _, o := range objs {
-		y, err := yaml.Marshal(o)
+		y, err := compactYAML(o)
 		if err != nil {
 			return nil, fmt.Errorf("write scenario: %w", err)
 		}
@@ -85,4 +87,66 @@ func apiPod(p *cluster.Pod, withNode bool) *corev1.Pod {
 		}
 	}
 	return out
+}
+
+// compactYAML writes an object without the empty fields the API types
+// print anyway (creationTimestamp: null, status: {}, a Node's empty
+// nodeInfo). NetworkPolicies are written whole, but for their metadata:
+// there an empty list (ingress: []) is not the same as none.
+func compactYAML(o any) ([]byte, error) {
+	j, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, err
+	}
+	if _, isPolicy := o.(*networkingv1.NetworkPolicy); isPolicy {
+		m["metadata"] = prune(m["metadata"])
+	} else {
+		m = prune(m).(map[string]any)
+	}
+	return yaml.Marshal(m)
+}
+
+// prune drops nulls, empty strings, zeros, false and empty maps and lists
+// from maps, recursively.
+func prune(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			e = prune(e)
+			if empty(e) {
+				delete(t, k)
+			} else {
+				t[k] = e
+			}
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = prune(e)
+		}
+		return t
+	}
+	return v
+}
+
+func empty(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case string:
+		return t == ""
+	case float64:
+		return t == 0
+	case bool:
+		return !t
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	}
+	return false
 }
