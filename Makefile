@@ -8,5 +8,5 @@ test:
 # the results written to _output/conformance.md (see docs/conformance.md).
 conformance:
 	mkdir -p _output
-	go test -count=1 -timeout 90m -v ./test/conformance/ \
+	go test -count=1 -timeout 60m -v ./test/conformance/ \
 		-conformance.long -conformance.report=$(CURDIR)/_output/conformance.md

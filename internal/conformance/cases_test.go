@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kube-fence/kube-fence/internal/lab"
+	"github.com/kube-fence/kube-fence/internal/lab/probe"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 )
 
@@ -79,5 +80,45 @@ func TestJudgeFindsWrongTables(t *testing.T) {
 	}
 	if !strings.Contains(o.Report(), "upstream table says true, reference evaluator false") {
 		t.Errorf("report does not show the disagreement:\n%s", o.Report())
+	}
+}
+
+// TestJudgeReportsWrongProbes: a probe that saw the wrong thing fails its
+// family only, and the report shows both tables and the differing cell.
+func TestJudgeReportsWrongProbes(t *testing.T) {
+	base, err := Model(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &State{Snap: lab.Clone(base)}
+	s.Apply(Policy("x", "deny", all, Ingress()))
+	var results []probe.Result
+	for _, from := range s.PodKeys() {
+		for _, to := range s.PodKeys() {
+			if from == to {
+				continue
+			}
+			for _, ip := range s.IPs(to) {
+				tg := probe.Target{From: from, To: to, IP: ip, Family: scenario.FamilyOf(ip), Protocol: "TCP", Port: 80}
+				connected := Reference(s.Snap, tg)
+				if from == "y/a" && to == "x/b" && ip.Is6() {
+					connected = true // the dataplane let one through
+				}
+				results = append(results, probe.Result{Target: tg, Connected: connected})
+			}
+		}
+	}
+	o := Judge(s.Snap, results, []Check{tcp(80, denyIngressToX)})
+	if !o.Failed("") || !o.Failed("IPv6") || o.Failed("IPv4") {
+		t.Errorf("failed: all %v, IPv6 %v, IPv4 %v; want true, true, false", o.Failed(""), o.Failed("IPv6"), o.Failed("IPv4"))
+	}
+	rep := o.Report()
+	for _, want := range []string{"TCP/80 IPv6: expected (upstream)", "TCP/80 IPv6: observed", "y/a -> x/b: got ., want X"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report lacks %q:\n%s", want, rep)
+		}
+	}
+	if strings.Contains(rep, "IPv4") {
+		t.Errorf("report shows a family without wrong probes:\n%s", rep)
 	}
 }
