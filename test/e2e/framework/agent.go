@@ -56,6 +56,9 @@ type AgentOptions struct {
 	// Confine runs the agent confined as its container would be; nil runs
 	// it as a plain child process.
 	Confine *Confinement
+	// Owner is the test whose end stops the agent, when that is not the
+	// test starting it: a parent test whose later subtests use the agent.
+	Owner testing.TB
 }
 
 // AgentOptionsFromDaemonSet returns the arguments, environment and
@@ -132,8 +135,8 @@ type Agent struct {
 }
 
 // StartAgent starts `kube-fence agent` in the control plane's namespace (the
-// node's, when the test passed it in Options.NS). It is stopped in
-// t.Cleanup unless the test stopped or killed it first.
+// node's, when the test passed it in Options.NS). It is stopped when the
+// test (or opts.Owner) ends, unless stopped or killed before.
 func (cp *ControlPlane) StartAgent(t testing.TB, opts AgentOptions) *Agent {
 	t.Helper()
 	if opts.Name == "" {
@@ -154,12 +157,16 @@ func (cp *ControlPlane) StartAgent(t testing.TB, opts AgentOptions) *Agent {
 		Transport: &http.Transport{DialContext: NSDialer(cp.NS), DisableKeepAlives: true},
 		Timeout:   5 * time.Second,
 	}}
-	t.Cleanup(func() {
+	owner := opts.Owner
+	if owner == nil {
+		owner = t
+	}
+	owner.Cleanup(func() {
 		if err := p.Stop(stopGrace); err != nil {
-			t.Errorf("stop %s: %v", opts.Name, err)
+			owner.Errorf("stop %s: %v", opts.Name, err)
 		}
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", p.LogPath, p.Tail(tailLines))
+		if owner.Failed() {
+			owner.Logf("last lines of %s:\n%s", p.LogPath, p.Tail(tailLines))
 		}
 	})
 	return a
