@@ -115,9 +115,13 @@ func (a *agent) loop(ctx context.Context) {
 				retry = time.After(a.backoff())
 			}
 		case <-a.notify:
-			a.verify(causeNotification)
+			if !a.verify(causeNotification) && a.degraded != "" && retry == nil {
+				retry = time.After(a.backoff()) // a failed repair is retried like a failed sync
+			}
 		case <-verify.C:
-			a.verify(causeInterval)
+			if !a.verify(causeInterval) && a.degraded != "" && retry == nil {
+				retry = time.After(a.backoff())
+			}
 		}
 	}
 }

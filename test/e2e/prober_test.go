@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // flowPort is the UDP port the flow prober uses. No pod declares it, so only
@@ -69,6 +71,7 @@ func (c *env) startProber(flows ...*flow) *prober {
 		conn := c.udpIn(f.to.key(), func() (*net.UDPConn, error) {
 			return net.ListenUDP("udp4", &net.UDPAddr{Port: flowPort})
 		})
+		forceReadBuffer(c.t, conn, 8<<20)
 		p.receivers = append(p.receivers, conn)
 		p.receiving.Add(1)
 		go p.receive(conn)
@@ -116,11 +119,13 @@ func (p *prober) send(f *flow, conn *net.UDPConn) {
 			return
 		case <-tick.C:
 		}
-		f.mu.Lock()
-		f.sent++
-		f.mu.Unlock()
-		// A drop is silent; an error here would only be a local one.
-		_, _ = conn.Write([]byte(id))
+		// A drop by policy is silent; a local error (no buffer space) is
+		// not a datagram sent.
+		if _, err := conn.Write([]byte(id)); err == nil {
+			f.mu.Lock()
+			f.sent++
+			f.mu.Unlock()
+		}
 	}
 }
 
@@ -225,4 +230,21 @@ func (p *prober) summary() string {
 		f.mu.Unlock()
 	}
 	return strings.Join(parts, "; ")
+}
+
+// forceReadBuffer sizes a receiver's socket buffer past net.core.rmem_max
+// (SO_RCVBUFFORCE, as root): 8 MiB holds many seconds of datagrams, so a
+// receiver goroutine waiting for a CPU on a busy machine loses none.
+func forceReadBuffer(t *testing.T, conn *net.UDPConn, size int) {
+	t.Helper()
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+	}); err != nil || serr != nil {
+		t.Fatalf("prober: receive buffer: %v %v", err, serr)
+	}
 }
