@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -43,6 +44,9 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			if err != nil {
 				return err
 			}
+			// client-go reports watch and list failures through klog: send
+			// them to the same handler, so every line has the chosen format.
+			klog.SetSlogLogger(log)
 			switch ownership {
 			case "auto":
 				cfg.Ownership = nft.OwnershipAuto
@@ -118,7 +122,13 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	// Durations as "1.5ms", not as integer nanoseconds in JSON.
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
