@@ -20,6 +20,8 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	cfg := agent.Defaults()
+	defaultNode := cfg.NodeName
+	cfg.NodeName = ""
 	var (
 		cleanup   bool
 		ownership = "auto"
@@ -40,6 +42,9 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 --cleanup to remove everything kube-fence created.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.NodeName == "" {
+				cfg.NodeName = defaultNode
+			}
 			log, err := newLogger(logLevel, logFormat)
 			if err != nil {
 				return err
@@ -69,7 +74,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server; empty means the in-cluster service account")
-	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "node whose pods to enforce; defaults to $NODE_NAME, else the hostname")
+	f.StringVar(&cfg.NodeName, "node-name", "", "node whose pods to enforce (default $NODE_NAME, else the hostname)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "host:port serving Prometheus metrics at /metrics; empty disables")
 	f.StringVar(&cfg.HealthAddr, "health-bind-address", cfg.HealthAddr, "host:port serving /healthz (the writer loop is alive) and /readyz (the kernel holds the desired table); empty disables")
 	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
