@@ -11,8 +11,10 @@ export PATH="/usr/local/go/bin:${PATH}"
 
 # iptables and nftables: the doctor and the tests that plant foreign rules;
 # etcd-server: /usr/bin/etcd for test/e2e; iproute2: `ip` for the lab and
-# the tests.
-packages=(iptables nftables etcd-server iproute2)
+# the tests; ipset: the kube-router ipsets of the K3s migration test.
+# (util-linux's unshare, setpriv and mount, which confine the agent in
+# test/e2e as its container would be, are essential packages.)
+packages=(iptables nftables etcd-server iproute2 ipset)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,10 +37,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-for bin in etcd nft iptables ip; do
+for bin in etcd nft iptables ip ipset unshare setpriv; do
   command -v "$bin" >/dev/null || { echo "$bin is missing after installing ${packages[*]}" >&2; exit 1; }
 done
 
 cd "$root"
 GOFLAGS="-mod=readonly" GOWORK=off go mod download
 "$root/hack/build-kube-apiserver.sh"
+# The agent the e2e tests run, built as the image ships it (static). Building
+# it here fills Go's cache for CGO_ENABLED=0 once, outside the tests' time.
+"$root/hack/build-static.sh" "$root/_output/e2e/kube-fence"

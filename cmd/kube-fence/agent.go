@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -19,6 +20,8 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	cfg := agent.Defaults()
+	defaultNode := cfg.NodeName
+	cfg.NodeName = ""
 	var (
 		cleanup   bool
 		ownership = "auto"
@@ -39,10 +42,16 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 --cleanup to remove everything kube-fence created.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.NodeName == "" {
+				cfg.NodeName = defaultNode
+			}
 			log, err := newLogger(logLevel, logFormat)
 			if err != nil {
 				return err
 			}
+			// client-go reports watch and list failures through klog: send
+			// them to the same handler, so every line has the chosen format.
+			klog.SetSlogLogger(log)
 			switch ownership {
 			case "auto":
 				cfg.Ownership = nft.OwnershipAuto
@@ -65,7 +74,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server; empty means the in-cluster service account")
-	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "node whose pods to enforce; defaults to $NODE_NAME, else the hostname")
+	f.StringVar(&cfg.NodeName, "node-name", "", "node whose pods to enforce (default $NODE_NAME, else the hostname)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "host:port serving Prometheus metrics at /metrics; empty disables")
 	f.StringVar(&cfg.HealthAddr, "health-bind-address", cfg.HealthAddr, "host:port serving /healthz (the writer loop is alive) and /readyz (the kernel holds the desired table); empty disables")
 	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
@@ -118,7 +127,13 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	// Durations as "1.5ms", not as integer nanoseconds in JSON.
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil

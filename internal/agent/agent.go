@@ -44,12 +44,15 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
 		return err
 	}
-	go watchNftables(ctx, log, cfg.NetNSFD, a.notify)
+	go watchNftables(ctx, log, cfg.NetNSFD, conn.PortID(), a.notify)
 
 	// A table left by the previous agent keeps enforcing the last known
 	// state while the API server is listed.
 	log.Info("starting", "node", cfg.NodeName, "ownership", conn.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
-	if err := startInformers(ctx, client, cfg.NodeName, a.store); err != nil {
+	a.status.setWaiting(true)
+	err = startInformers(ctx, client, cfg.NodeName, a.store)
+	a.status.setWaiting(false)
+	if err != nil {
 		if ctx.Err() != nil {
 			return a.stop()
 		}
@@ -117,9 +120,13 @@ func (a *agent) loop(ctx context.Context) {
 				retry = time.After(a.backoff())
 			}
 		case <-a.notify:
-			a.verify(causeNotification)
+			if !a.verify(causeNotification) && a.degraded != "" && retry == nil {
+				retry = time.After(a.backoff()) // a failed repair is retried like a failed sync
+			}
 		case <-verify.C:
-			a.verify(causeInterval)
+			if !a.verify(causeInterval) && a.degraded != "" && retry == nil {
+				retry = time.After(a.backoff())
+			}
 		}
 	}
 }
@@ -165,6 +172,7 @@ func (a *agent) sync() bool {
 		// Read back what we just committed: the kernel must hold exactly
 		// that. The rest of the table is verified on notifications and on
 		// the timer.
+		a.metrics.verifications.WithLabelValues(causeAfterApply).Inc()
 		d, err := a.conn.VerifyApplied(want, res.Delta)
 		if !a.settle(causeAfterApply, d, err) {
 			return false
@@ -188,6 +196,7 @@ func (a *agent) verify(cause string) bool {
 	if a.desired == nil {
 		return false // nothing synced yet; the pending sync will write it
 	}
+	a.metrics.verifications.WithLabelValues(cause).Inc()
 	d, err := a.conn.Verify(a.desired)
 	return a.settle(cause, d, err)
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	applyDuration  prometheus.Histogram
 	changesApplied prometheus.Counter
 	transactions   prometheus.Counter
+	verifications  *prometheus.CounterVec
 	repairs        *prometheus.CounterVec
 	applyErrors    prometheus.Counter
 	policies       *prometheus.GaugeVec
@@ -43,6 +44,8 @@ func newMetrics() *metrics {
 			Help: "Differences between the desired and the committed table that were applied (elements, rules, chains, sets)."}),
 		transactions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "transactions_total",
 			Help: "nftables transactions committed."}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "verifications_total",
+			Help: "Read-backs of the table compared with the desired one, by what triggered them."}, []string{"cause"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "repairs_total",
 			Help: "Repairs of the table after reading it back found differences, by what triggered the read-back."}, []string{"cause"}),
 		applyErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "apply_errors_total",
@@ -58,10 +61,11 @@ func newMetrics() *metrics {
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "degraded",
 			Help: "1 while the kernel's table could not be brought to the desired state, else 0."}),
 	}
-	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.repairs,
+	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.verifications, m.repairs,
 		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
+		m.verifications.WithLabelValues(c)
 		m.repairs.WithLabelValues(c)
 	}
 	return m

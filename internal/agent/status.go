@@ -20,6 +20,18 @@ type status struct {
 	degraded  string    // why the table is not as desired; empty when it is
 	heartbeat time.Time // last time the writer loop went round
 	stale     time.Duration
+	// waiting: the informers are listing the API server before the first
+	// sync. The writer loop has not started, and a restart would not make an
+	// unreachable API server answer, so liveness holds while the table left
+	// by the previous agent keeps enforcing.
+	waiting bool
+}
+
+func (s *status) setWaiting(w bool) {
+	s.mu.Lock()
+	s.waiting = w
+	s.heartbeat = time.Now()
+	s.mu.Unlock()
 }
 
 func (s *status) beat() {
@@ -41,6 +53,9 @@ func (s *status) set(synced bool, degraded string) {
 func (s *status) healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.waiting {
+		return nil
+	}
 	if age := time.Since(s.heartbeat); age > s.stale {
 		return fmt.Errorf("writer loop silent for %v", age.Round(time.Second))
 	}
@@ -54,6 +69,8 @@ func (s *status) ready() error {
 	switch {
 	case s.degraded != "":
 		return errors.New("degraded: " + s.degraded)
+	case s.waiting:
+		return errors.New("waiting for the API server's initial lists of pods, namespaces, NetworkPolicies and this Node")
 	case !s.synced:
 		return errors.New("first sync not done")
 	}

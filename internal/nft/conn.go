@@ -281,6 +281,13 @@ func (c *Conn) DeleteTable() error {
 // reads it back. Call it when something else may have changed the table.
 func (c *Conn) Forget() { c.committed = nil }
 
+// PortID returns the netlink port ID of the socket that sends every
+// transaction. The kernel stamps it on the change notifications a
+// transaction causes, so a monitor can tell kube-fence's own changes from
+// other processes' without looking at process IDs, which differ between PID
+// namespaces (the agent runs in a container's).
+func (c *Conn) PortID() uint32 { return portID(c.write) }
+
 // portID returns the socket's netlink port ID, which the kernel records as
 // the owner of a table the socket created with the owner flag.
 func portID(sock *netlink.Conn) uint32 {

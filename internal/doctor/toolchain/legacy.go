@@ -56,7 +56,10 @@ func KubeRouterChain(name string) bool {
 }
 
 // KubeRouterIPSet reports whether an ipset name looks like kube-router's.
+// kube-router names its IPv6 sets like its IPv4 ones with an "inet6:"
+// prefix (KUBE-SRC-... and inet6:KUBE-SRC-...).
 func KubeRouterIPSet(name string) bool {
+	name = strings.TrimPrefix(name, "inet6:")
 	for _, p := range []string{"KUBE-SRC-", "KUBE-DST-", "KUBE-NWPLCY-", "kube-router-"} {
 		if strings.HasPrefix(name, p) {
 			return true

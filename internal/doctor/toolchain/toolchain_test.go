@@ -73,7 +73,7 @@ func TestKubeRouterNames(t *testing.T) {
 	if KubeRouterChain("KUBE-SERVICES") || KubeRouterIPSet("cali40all-hosts") {
 		t.Error("kube-proxy's and Calico's names are not kube-router's")
 	}
-	if !KubeRouterIPSet("KUBE-SRC-ABCDEF") || !KubeRouterIPSet("KUBE-DST-ABCDEF") {
+	if !KubeRouterIPSet("KUBE-SRC-ABCDEF") || !KubeRouterIPSet("KUBE-DST-ABCDEF") || !KubeRouterIPSet("inet6:KUBE-SRC-ABCDEF") {
 		t.Error("kube-router ipsets")
 	}
 }

@@ -47,11 +47,26 @@ type Result struct {
 }
 
 // Net connects the servers and probes of one lab: SCTP receivers report the
-// INITs they see to the probes waiting for them.
+// INITs they see to the probes waiting for them, and UDP probes take their
+// source ports from it.
 type Net struct {
-	mu      sync.Mutex
-	waiters map[initKey]chan struct{}
+	mu       sync.Mutex
+	waiters  map[initKey]chan struct{}
+	udpPorts map[udpFlow]uint16
 }
+
+// udpFlow is what a UDP probe's conntrack entry is keyed on, less the
+// source port (the source address follows from the pod and the family).
+type udpFlow struct {
+	from string
+	dst  netip.AddrPort
+}
+
+// The Linux ephemeral port range, where UDP probes take their source ports.
+const (
+	firstEphemeral = 32768
+	ephemeralPorts = 60999 - firstEphemeral + 1
+)
 
 type initKey struct {
 	dst              netip.Addr
@@ -61,7 +76,31 @@ type initKey struct {
 
 // NewNet returns an empty Net.
 func NewNet() *Net {
-	return &Net{waiters: map[initKey]chan struct{}{}}
+	return &Net{waiters: map[initKey]chan struct{}{}, udpPorts: map[udpFlow]uint16{}}
+}
+
+// nextUDPPort returns the source port for the next UDP probe of a flow.
+//
+// A UDP probe must be a new flow to conntrack. Once a probe was answered,
+// its conntrack entry is established for 30 s (nf_conntrack_udp_timeout),
+// and a later probe that happened to get the same source port from the
+// kernel's random choice would pass as part of it, even after a policy
+// change denied the flow: a "connected" that no new connection would see.
+// So each flow walks the ephemeral range in turn from a random start, and
+// repeats a port only after 28232 probes of that very flow.
+func (n *Net) nextUDPPort(f udpFlow) uint16 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.udpPorts[f]
+	if !ok {
+		p = uint16(firstEphemeral + rand.IntN(ephemeralPorts))
+	}
+	next := p + 1
+	if next >= firstEphemeral+ephemeralPorts {
+		next = firstEphemeral
+	}
+	n.udpPorts[f] = next
+	return p
 }
 
 func (n *Net) expect(k initKey) (<-chan struct{}, func()) {
@@ -99,7 +138,7 @@ func (n *Net) Probe(ctx context.Context, src *netns.NS, t Target, timeout time.D
 	case corev1.ProtocolTCP:
 		r, err = probeTCP(ctx, src, t, deadline)
 	case corev1.ProtocolUDP:
-		r, err = probeUDP(ctx, src, t, deadline)
+		r, err = n.probeUDP(ctx, src, t, deadline)
 	case corev1.ProtocolSCTP:
 		r, err = n.probeSCTP(ctx, src, t, deadline)
 	default:
@@ -206,12 +245,20 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }
 
-func probeUDP(ctx context.Context, src *netns.NS, t Target, deadline time.Time) (Result, error) {
+func (n *Net) probeUDP(ctx context.Context, src *netns.NS, t Target, deadline time.Time) (Result, error) {
 	r := Result{Target: t}
+	dst := netip.AddrPortFrom(t.IP, uint16(t.Port))
 	var conn *net.UDPConn
 	if err := src.Do(func() error {
 		var err error
-		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(t.IP, uint16(t.Port))))
+		// A port another probe of this pod holds right now is skipped.
+		for range 64 {
+			local := &net.UDPAddr{Port: int(n.nextUDPPort(udpFlow{from: t.From, dst: dst}))}
+			conn, err = net.DialUDP("udp", local, net.UDPAddrFromAddrPort(dst))
+			if !errors.Is(err, unix.EADDRINUSE) {
+				break
+			}
+		}
 		return err
 	}); err != nil {
 		return r, fmt.Errorf("udp socket: %w", err)

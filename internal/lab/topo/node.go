@@ -2,6 +2,7 @@ package topo
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -147,6 +148,13 @@ func newNode(layout Layout, spec NodeSpec) (n *Node, err error) {
 	if err := n.nl.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("add bridge %s: %w", BridgeName, err)
 	}
+	// A bridge whose address nobody set takes the lowest MAC of its ports,
+	// so a new pod's veth could change the gateway's MAC under the running
+	// pods, whose IPv6 neighbour entries then point at a MAC no longer
+	// there. An address set by hand is kept whatever ports come and go.
+	if err := n.nl.LinkSetHardwareAddr(br, bridgeMAC(spec.Name)); err != nil {
+		return nil, fmt.Errorf("set the address of %s: %w", BridgeName, err)
+	}
 	for _, g := range spec.Gateways {
 		c, ok := n.inPodCIDR(g)
 		if !ok {
@@ -255,4 +263,13 @@ func addAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) error {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// bridgeMAC is the fixed address of a node's cni0: locally administered,
+// unicast, derived from the node's name.
+func bridgeMAC(node string) net.HardwareAddr {
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	sum := h.Sum32()
+	return net.HardwareAddr{0x02, 0x6b, 0x66, byte(sum >> 16), byte(sum >> 8), byte(sum)}
 }

@@ -3,6 +3,7 @@ package topo
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -67,9 +68,10 @@ func (t *Topology) wirePod(p *Pod) error {
 	node.vethSeq++
 	p.hostLink = fmt.Sprintf("veth%d", node.vethSeq)
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: p.hostLink, Index: vethIndexBase + node.vethSeq},
-		PeerName:      PodLink,
-		PeerNamespace: netlink.NsFd(ns.FD()),
+		LinkAttrs:        netlink.LinkAttrs{Name: p.hostLink, Index: vethIndexBase + node.vethSeq},
+		PeerName:         PodLink,
+		PeerHardwareAddr: podMAC(p.spec.IPs),
+		PeerNamespace:    netlink.NsFd(ns.FD()),
 	}
 	if t.layout == Bridge {
 		br, err := node.nl.LinkByName(BridgeName)
@@ -100,6 +102,25 @@ func (t *Topology) wirePod(p *Pod) error {
 		return err
 	}
 	return t.remoteRoutes(p, true)
+}
+
+// podMAC derives a pod's MAC address from its first address (0a:58 and
+// the IPv4 address, as the CNI bridge plugin does, or 0a:59 and the last
+// four bytes of an IPv6 one). A pod created with the address of a removed
+// one then has its MAC too, so neighbour entries that other pods and the
+// node still hold for that address stay right; with a random MAC they
+// pointed at a MAC nobody had, and traffic to the new pod was lost until
+// they expired.
+func podMAC(ips []netip.Addr) net.HardwareAddr {
+	if len(ips) == 0 {
+		return nil // the kernel picks one
+	}
+	b := ips[0].AsSlice()
+	prefix := byte(0x58)
+	if ips[0].Is6() {
+		prefix = 0x59
+	}
+	return append(net.HardwareAddr{0x0a, prefix}, b[len(b)-4:]...)
 }
 
 // vethIndexBase numbers the node ends of veths away from their peers'

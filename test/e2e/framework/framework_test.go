@@ -162,3 +162,59 @@ func TestMissingBinariesFailWithInstructions(t *testing.T) {
 		t.Errorf("missing etcd: message %q does not name the etcd-server package", msg)
 	}
 }
+
+func TestCheckStaticRefusesDynamicExecutables(t *testing.T) {
+	// /bin/sh on Debian is dynamically linked against libc.
+	err := CheckStatic("/bin/sh")
+	if err == nil || !strings.Contains(err.Error(), "PT_INTERP") {
+		t.Errorf("CheckStatic(/bin/sh) = %v, want an error naming the program interpreter", err)
+	}
+	if err := CheckStatic(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("CheckStatic of a missing file = nil, want an error")
+	}
+}
+
+func TestConfinementWrapsWithOnlyTheAddedCapabilities(t *testing.T) {
+	no, yes := false, true
+	c := &corev1.Container{Name: "agent", SecurityContext: &corev1.SecurityContext{
+		Privileged: &no, AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}},
+	}}
+	conf, err := ConfinementOf(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(conf.Wrap([]string{"/kube-fence", "agent"}), " ")
+	for _, want := range []string{"unshare --pid --fork", "--mount-proc", "remount,bind,ro /", "--bounding-set=-all,+net_admin",
+		"--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "-- /kube-fence agent"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Wrap = %q, missing %q", got, want)
+		}
+	}
+	c.SecurityContext.Capabilities.Drop = nil
+	if _, err := ConfinementOf(c); err == nil {
+		t.Error("ConfinementOf a container that keeps the runtime's default capabilities = nil error")
+	}
+	c.SecurityContext.Capabilities.Drop, c.SecurityContext.Privileged = []corev1.Capability{"ALL"}, &yes
+	if _, err := ConfinementOf(c); err == nil {
+		t.Error("ConfinementOf a privileged container = nil error")
+	}
+}
+
+func TestParseMetricsAndExpandVars(t *testing.T) {
+	text := "# HELP a_total A.\n# TYPE a_total counter\na_total{cause=\"x\"} 3\nb 1.5e+09\n\n"
+	samples, types := ParseMetrics(text)
+	if v, ok := Value(samples, "a_total", `cause="x"`); !ok || v != 3 {
+		t.Errorf("a_total{cause=x} = %v %v, want 3", v, ok)
+	}
+	if v, ok := Value(samples, "b", ""); !ok || v != 1.5e9 {
+		t.Errorf("b = %v %v, want 1.5e9", v, ok)
+	}
+	if types["a_total"] != "counter" {
+		t.Errorf("type of a_total = %q, want counter", types["a_total"])
+	}
+	env := map[string]string{"NODE_NAME": "n1"}
+	if got := expandVars("--node-name=$(NODE_NAME) $(UNSET)", env); got != "--node-name=n1 $(UNSET)" {
+		t.Errorf("expandVars = %q", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,8 +75,9 @@ func stripComments(doc []byte) []byte {
 }
 
 // ApplyManifest creates the objects of a manifest, or replaces them when they
-// exist. It knows the kinds deploy/ uses for access control and namespaces;
-// any other kind is an error naming it.
+// exist. It knows the kinds deploy/ uses (access control, namespaces, the
+// DaemonSet); any other kind is an error naming it. Unknown fields are
+// refused by the API server (strict field validation).
 func ApplyManifest(ctx context.Context, cs kubernetes.Interface, path string) error {
 	objs, err := DecodeManifest(path)
 	if err != nil {
@@ -92,8 +94,8 @@ func ApplyManifest(ctx context.Context, cs kubernetes.Interface, path string) er
 // applyObject creates obj, or updates it on AlreadyExists. Only a handful of
 // kinds are needed, so a typed switch beats a dynamic client and REST mapper.
 func applyObject(ctx context.Context, cs kubernetes.Interface, obj runtime.Object) error {
-	create := metav1.CreateOptions{}
-	update := metav1.UpdateOptions{}
+	create := metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}
+	update := metav1.UpdateOptions{FieldValidation: metav1.FieldValidationStrict}
 	var err error
 	switch o := obj.(type) {
 	case *corev1.Namespace:
@@ -123,6 +125,11 @@ func applyObject(ctx context.Context, cs kubernetes.Interface, obj runtime.Objec
 		}
 	case *rbacv1.RoleBinding:
 		c := cs.RbacV1().RoleBindings(o.Namespace)
+		if _, err = c.Create(ctx, o, create); apierrors.IsAlreadyExists(err) {
+			_, err = c.Update(ctx, o, update)
+		}
+	case *appsv1.DaemonSet:
+		c := cs.AppsV1().DaemonSets(o.Namespace)
 		if _, err = c.Create(ctx, o, create); apierrors.IsAlreadyExists(err) {
 			_, err = c.Update(ctx, o, update)
 		}
