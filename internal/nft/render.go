@@ -53,10 +53,6 @@ type Renderer struct {
 	fixed    []*Chain
 	sets     map[string]renderedSet
 	profiles map[policy.ProfileID]renderedProfile
-	// names are the table names of the profiles of the last render (see
-	// profileNames), pods the profiles each pod had.
-	names map[policy.ProfileID]string
-	pods  map[string][2]policy.ProfileID
 	// What this render used, to become the caches for the next.
 	usedSets     map[string]renderedSet
 	usedProfiles map[policy.ProfileID]renderedProfile
@@ -69,7 +65,6 @@ type renderedSet struct {
 
 type renderedProfile struct {
 	profile *policy.Profile
-	name    string
 	chains  []*Chain
 	sets    []*Set
 }
@@ -88,13 +83,11 @@ func (r *Renderer) Render(plan *policy.Plan) *Table {
 		unknown = plan.PodCIDRs
 	}
 	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
-	names := r.profileNames(plan)
-	addPodMaps(t, plan.Pods, names)
+	addPodMaps(t, plan.Pods)
 	for _, prof := range plan.Profiles {
-		r.addProfile(t, prof, names[prof.ID])
+		r.addProfile(t, prof)
 	}
 	r.sets, r.profiles = r.usedSets, r.usedProfiles
-	r.names, r.pods = names, podProfiles(plan)
 	r.usedSets, r.usedProfiles = nil, nil
 	return t
 }
@@ -144,7 +137,7 @@ func (r *Renderer) fixedChains() []*Chain {
 // profiles. Two pods of the plan can share an address for a moment (a
 // snapshot taken while one replaces the other); a map holds one element per
 // key, so the first pod wins, as in policy.Plan.LocalPod.
-func addPodMaps(t *Table, pods []policy.LocalPod, names map[policy.ProfileID]string) {
+func addPodMaps(t *Table, pods []policy.LocalPod) {
 	seen := map[netip.Addr]bool{}
 	maps := map[string]*Set{}
 	for _, name := range []string{setEgressPods4, setEgressPods6, setIngressPods4, setIngressPods6} {
@@ -158,11 +151,11 @@ func addPodMaps(t *Table, pods []policy.LocalPod, names map[policy.ProfileID]str
 	for _, p := range pods {
 		egress := Verdict{Kind: expr.VerdictReturn}
 		if p.Egress != "" {
-			egress = Verdict{Kind: expr.VerdictGoto, Chain: names[p.Egress]}
+			egress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Egress, p.Egress)}
 		}
 		ingress := Verdict{Kind: expr.VerdictAccept}
 		if p.Ingress != "" {
-			ingress = Verdict{Kind: expr.VerdictGoto, Chain: names[p.Ingress]}
+			ingress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Ingress, p.Ingress)}
 		}
 		for _, ip := range p.IPs {
 			if seen[ip] {
@@ -199,8 +192,8 @@ func profileChain(d policy.Direction, id policy.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func (r *Renderer) addProfile(t *Table, p *policy.Profile, name string) {
-	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p && prev.name == name {
+func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
+	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
 		for _, c := range prev.chains {
 			t.AddChain(c)
 		}
@@ -213,7 +206,7 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile, name string) {
 		r.usedProfiles[p.ID] = prev
 		return
 	}
-	out := renderedProfile{profile: p, name: name}
+	out := renderedProfile{profile: p}
 	addChain := func(c *Chain) {
 		t.AddChain(c)
 		out.chains = append(out.chains, c)
@@ -223,6 +216,7 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile, name string) {
 		out.sets = append(out.sets, a, b)
 	}
 
+	name := profileChain(p.Direction, p.ID)
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
 	allowVerdict := Verdict{Kind: expr.VerdictAccept}

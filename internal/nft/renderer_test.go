@@ -4,15 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
-	"strings"
 	"testing"
-
-	"github.com/google/nftables/expr"
 
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
@@ -79,7 +74,7 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 		sync("first sync", prev)
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	reused, total, inherited := 0, 0, 0
+	reused, total := 0, 0
 	for step := range 40 {
 		var what string
 		switch rnd.IntN(4) {
@@ -108,14 +103,10 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 		}
 		plan := c.Plan()
 		got, want := r.Render(plan), Render(plan)
-		renamed := withOwnNames(got, &r, plan)
-		if renamed != got {
-			inherited++
-		}
-		if d := Diff(want, renamed); !d.Empty() {
+		if d := Diff(want, got); !d.Empty() {
 			t.Fatalf("step %d (%s): the Renderer's table differs from Render's:\n%v", step, what, d.Differences)
 		}
-		if Text(renamed) != Text(want) {
+		if Text(got) != Text(want) {
 			t.Fatalf("step %d (%s): same objects, different text", step, what)
 		}
 		if sync != nil {
@@ -131,9 +122,6 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	}
 	if reused < total*9/10 {
 		t.Errorf("only %d of %d sets were reused across single changes", reused, total)
-	}
-	if inherited == 0 {
-		t.Error("no profile ever took over another's name: the comparison under own names was never exercised")
 	}
 }
 
@@ -158,119 +146,5 @@ func TestDiffSkipsSharedObjects(t *testing.T) {
 	d := Diff(c, b)
 	if added, _ := d.Elements(); added != 2 || len(d.Differences) != 2 {
 		t.Errorf("one pod added: %v", d.Differences)
-	}
-}
-
-// withOwnNames returns t with every profile under its own name (the name
-// Render gives it) instead of one a Renderer let it inherit.
-func withOwnNames(t *Table, r *Renderer, plan *policy.Plan) *Table {
-	rename := map[string]string{}
-	for _, p := range plan.Profiles {
-		if n := r.names[p.ID]; n != profileChain(p.Direction, p.ID) {
-			rename[n] = profileChain(p.Direction, p.ID)
-		}
-	}
-	if len(rename) == 0 {
-		return t
-	}
-	name := func(n string) string {
-		for from, to := range rename {
-			if n == from || strings.HasPrefix(n, from+"-") {
-				return to + n[len(from):]
-			}
-		}
-		return n
-	}
-	text := func(s string) string {
-		f := strings.Fields(s)
-		for i, w := range f {
-			if at := strings.HasPrefix(w, "@"); at {
-				f[i] = "@" + name(w[1:])
-			} else {
-				f[i] = name(w)
-			}
-		}
-		return strings.Join(f, " ")
-	}
-	out := NewTable()
-	for _, c := range t.Chains {
-		nc := &Chain{Name: name(c.Name), Hook: c.Hook}
-		for _, rl := range c.Rules {
-			nr := Rule{Comment: rl.Comment, Text: text(rl.Text)}
-			for _, e := range rl.Exprs {
-				switch x := e.(type) {
-				case *expr.Lookup:
-					y := *x
-					y.SetName = name(y.SetName)
-					e = &y
-				case *expr.Verdict:
-					y := *x
-					y.Chain = name(y.Chain)
-					e = &y
-				}
-				nr.Exprs = append(nr.Exprs, e)
-			}
-			nc.Rules = append(nc.Rules, nr)
-		}
-		out.AddChain(nc)
-	}
-	for _, st := range t.Sets {
-		ns := *st
-		ns.Name = name(st.Name)
-		if st.Type.IsMap() {
-			ns.Elems = nil
-			for _, e := range st.Elements() {
-				if e.Verdict != nil {
-					v := *e.Verdict
-					v.Chain = name(v.Chain)
-					e.Verdict = &v
-				}
-				ns.Elems = append(ns.Elems, e)
-			}
-		}
-		out.AddSet(&ns)
-	}
-	return out
-}
-
-// TestRendererPassesNamesOn: when a policy is added to the pods of a
-// profile, their new profile takes over the old one's chains and sets, so
-// the change is the new policy's elements, not a new profile's.
-func TestRendererPassesNamesOn(t *testing.T) {
-	plan := testPlan()
-	var r Renderer
-	before := r.Render(plan)
-
-	// Pod x/a's ingress profile becomes a new one: same classes, one more
-	// peer on one port, one more policy.
-	next := *plan
-	next.Profiles = nil
-	a := netip.MustParseAddr
-	for _, p := range plan.Profiles {
-		if p.ID == "i000000000001" {
-			cp := *p
-			cp.ID, cp.Policies = "i0000000000ff", append([]string{"x/added"}, p.Policies...)
-			cp.Ports = append([]policy.PortClass(nil), p.Ports...)
-			cp.Ports[1].Peers = cp.Ports[1].Peers.Union(addrset.OfAddrs(a("172.16.0.1")))
-			p = &cp
-		}
-		next.Profiles = append(next.Profiles, p)
-	}
-	slices.SortFunc(next.Profiles, func(x, y *policy.Profile) int { return strings.Compare(string(x.ID), string(y.ID)) })
-	next.Pods = slices.Clone(plan.Pods)
-	next.Pods[0].Ingress = "i0000000000ff"
-	after := r.Render(&next)
-
-	d := Diff(after, before)
-	added, deleted := d.Elements()
-	if len(d.AddSets)+len(d.AddChains)+len(d.DelSets)+len(d.DelChains) != 0 || added != 1 || deleted != 0 || len(d.ReplaceRules) != 1 {
-		t.Errorf("a policy added to a profile's pods: %v; want one range added to the class set and the profile chain's comment", d.Differences)
-	}
-	if got := withOwnNames(after, &r, &next); !Diff(Render(&next), got).Empty() {
-		t.Errorf("under its own names the table is not Render's: %v", Diff(Render(&next), got).Differences)
-	}
-	// Render, with no history, names the new profile after its ID.
-	if Render(&next).Chains["ingress-i0000000000ff"] == nil {
-		t.Error("Render does not name the profile after its ID")
 	}
 }
