@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ var benchDefaults = map[string]bench.Config{
 func newBenchCmd() *cobra.Command {
 	var (
 		sizeName, parts, policies, jsonFile, plotFile, replot string
+		podsList, cpuProfile                                  string
 		runs, changeRuns, rounds, connects                    int
 		stream                                                time.Duration
 	)
@@ -60,6 +62,13 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 				return exitError{code: 2, msg: fmt.Sprintf("--size %q: want small or full", sizeName)}
 			}
 			cfg.Sizes = bench.Presets[sizeName]
+			if cmd.Flags().Changed("pods") {
+				sizes, err := selectSizes(cfg.Sizes, sizeName, podsList)
+				if err != nil {
+					return exitError{code: 2, msg: err.Error()}
+				}
+				cfg.Sizes = sizes
+			}
 			f := cmd.Flags()
 			set := func(name string, dst *int, v int) {
 				if f.Changed(name) {
@@ -89,6 +98,19 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 			if err := requireRoot(); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				// A profile of the whole run shows where an incremental change
+				// spends its time (docs/benchmarks.md reads one).
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			cfg.Progress = cmd.ErrOrStderr()
@@ -116,8 +138,32 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")
 	f.StringVar(&jsonFile, "json", "", "also write every measurement to this file as JSON")
 	f.StringVar(&plotFile, "plot", "", "also draw sync time against cluster size into this PNG file")
+	f.StringVar(&podsList, "pods", "", "only the cluster sizes of --size with these pod counts, comma-separated (full: 1000,5000,10000,20000,50000)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "also write a Go CPU profile of the run to this file, for go tool pprof")
 	f.StringVar(&replot, "from-json", "", "measure nothing: print the tables (and --plot) of a run saved with --json")
 	return cmd
+}
+
+// selectSizes keeps the sizes whose pod counts the list names, and says
+// which counts the preset has when one is not among them.
+func selectSizes(sizes []bench.Size, preset, list string) ([]bench.Size, error) {
+	want, err := intList(list)
+	if err != nil {
+		return nil, fmt.Errorf("--pods: %w", err)
+	}
+	var out []bench.Size
+	for _, n := range want {
+		i := slices.IndexFunc(sizes, func(s bench.Size) bool { return s.Config.Pods == n })
+		if i < 0 {
+			var have []string
+			for _, s := range sizes {
+				have = append(have, strconv.Itoa(s.Config.Pods))
+			}
+			return nil, fmt.Errorf("--pods %d: --size %s measures %s pods", n, preset, strings.Join(have, ", "))
+		}
+		out = append(out, sizes[i])
+	}
+	return out, nil
 }
 
 // replotBench prints the tables and draws the plot of a saved run.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -96,6 +97,10 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		log("%s: %s (%s), %d times", sz.Name, ch.kind, ch.desc, runs)
 		res := ChangeResult{Size: sz.Name, Kind: ch.kind, Change: ch.desc}
 		var msgs, bytes, added, deleted, objects Sample
+		// The label lets a CPU profile (kube-fence bench --cpuprofile) be
+		// focused on one kind of change: go tool pprof -tagfocus change=...
+		labels := pprof.WithLabels(ctx, pprof.Labels("change", ch.kind))
+		pprof.SetGoroutineLabels(labels)
 		for range runs {
 			ch.do(g.c)
 			st, err := g.step()
@@ -117,6 +122,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 				return nil, fmt.Errorf("undo %s: %w", ch.kind, err)
 			}
 		}
+		pprof.SetGoroutineLabels(ctx)
 		res.Messages, res.Bytes, res.Added, res.Deleted, res.Objects = msgs.Median(), bytes.Median(), added.Median(), deleted.Median(), objects.Median()
 		out = append(out, res)
 	}
