@@ -78,7 +78,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 	}
 	defer conn.Close()
 	g := &rig{s: synth.Generate(sz.Config), c: policy.NewCompiler(synth.NodeName(0), options), conn: conn}
-	load(g.c, g.s)
+	g.c.Load(g.s)
 	if g.table, err = g.sync(); err != nil {
 		return nil, err
 	}
@@ -127,21 +127,6 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		out = append(out, res)
 	}
 	return out, nil
-}
-
-func load(c *policy.Compiler, s *cluster.Snapshot) {
-	for _, ns := range s.Namespaces {
-		c.SetNamespace(ns)
-	}
-	for _, p := range s.Pods {
-		c.SetPod(p)
-	}
-	for _, np := range s.Policies {
-		c.SetPolicy(np)
-	}
-	for _, n := range s.Nodes {
-		c.SetNode(n)
-	}
 }
 
 func (g *rig) sync() (*nft.Table, error) {

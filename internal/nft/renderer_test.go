@@ -56,18 +56,7 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	pool := synth.Generate(cfg)
 	node := synth.NodeName(0)
 	c := policy.NewCompiler(node, policy.Options{DefaultDenyUnknown: true})
-	for _, ns := range s.Namespaces {
-		c.SetNamespace(ns)
-	}
-	for _, p := range s.Pods {
-		c.SetPod(p)
-	}
-	for _, np := range s.Policies {
-		c.SetPolicy(np)
-	}
-	for _, n := range s.Nodes {
-		c.SetNode(n)
-	}
+	c.Load(s)
 	var r Renderer
 	prev := r.Render(c.Plan())
 	if sync != nil {

@@ -145,6 +145,31 @@ func (c *Compiler) DeleteNode(name string) {
 	}
 }
 
+// Load adds or replaces every object of the snapshot (nil entries are
+// skipped), as if each had been set on its own.
+func (c *Compiler) Load(s *cluster.Snapshot) {
+	for _, ns := range s.Namespaces {
+		if ns != nil {
+			c.SetNamespace(ns)
+		}
+	}
+	for _, p := range s.Pods {
+		if p != nil {
+			c.SetPod(p)
+		}
+	}
+	for _, np := range s.Policies {
+		if np != nil {
+			c.SetPolicy(np)
+		}
+	}
+	for _, n := range s.Nodes {
+		if n != nil {
+			c.SetNode(n)
+		}
+	}
+}
+
 // Snapshot returns the objects the Compiler holds, in no particular order.
 func (c *Compiler) Snapshot() *cluster.Snapshot {
 	return &cluster.Snapshot{

@@ -30,7 +30,7 @@ func TestCompilerEqualsCompile(t *testing.T) {
 		s := randomSnapshot(rnd)
 		opts := Options{DefaultDenyUnknown: rnd.IntN(2) == 0}
 		c := NewCompiler("node-1", opts)
-		load(c, s)
+		c.Load(s)
 		requireSamePlan(t, c, opts, fmt.Sprintf("seed %d, initial", seed))
 		m := &mutator{rnd: rnd, g: &randGen{rnd: rnd}, c: c, next: 100}
 		for step := range 40 {
@@ -48,29 +48,6 @@ func TestCompilerEqualsCompile(t *testing.T) {
 	// The comparison means something only if the incremental path ran.
 	if incremental < steps*9/10 {
 		t.Errorf("only %d of %d plans were incremental", incremental, steps)
-	}
-}
-
-func load(c *Compiler, s *cluster.Snapshot) {
-	for _, ns := range s.Namespaces {
-		if ns != nil {
-			c.SetNamespace(ns)
-		}
-	}
-	for _, p := range s.Pods {
-		if p != nil {
-			c.SetPod(p)
-		}
-	}
-	for _, np := range s.Policies {
-		if np != nil {
-			c.SetPolicy(np)
-		}
-	}
-	for _, n := range s.Nodes {
-		if n != nil {
-			c.SetNode(n)
-		}
 	}
 }
 
@@ -262,7 +239,7 @@ func (m *mutator) changePolicy(snap *cluster.Snapshot) string {
 func TestCompilerKeepsUntouchedProfiles(t *testing.T) {
 	s := synth.Generate(synth.Config{Pods: 2000, Policies: 200, Nodes: 10, Namespaces: 20, PodsOnNode: 110, Seed: 7})
 	c := NewCompiler(synth.NodeName(0), Options{})
-	load(c, s)
+	c.Load(s)
 	before := c.Plan()
 	// A pod that no selector picks: labels nobody uses, in a namespace no
 	// namespaceSelector of the synthetic policies can match by name.
@@ -317,7 +294,7 @@ func TestCompilerEqualsCompileAtScale(t *testing.T) {
 	pool := synth.Generate(cfg)
 	rnd := rand.New(rand.NewPCG(5, 5))
 	c := NewCompiler(synth.NodeName(0), Options{DefaultDenyUnknown: true})
-	load(c, s)
+	c.Load(s)
 	requireSamePlanOf(t, c, synth.NodeName(0), Options{DefaultDenyUnknown: true}, "initial")
 	for step := range 60 {
 		snap := sorted(c.Snapshot())
