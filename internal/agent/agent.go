@@ -11,7 +11,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
@@ -143,10 +142,10 @@ func (a *agent) backoff() time.Duration {
 // milliseconds however big the cluster.
 func (a *agent) sync() bool {
 	start := time.Now()
-	version, _ := a.store.applyTo(a.compiler, a.cfg.NodeName)
+	version, policies := a.store.applyTo(a.compiler, a.cfg.NodeName)
 	plan := a.compiler.Plan()
 	want := a.renderer.Render(plan)
-	a.reportProblems(&cluster.Snapshot{Policies: a.store.policyList()}, plan)
+	a.reportProblems(policies, plan)
 
 	first := a.desired == nil
 	res, err := a.conn.Sync(want)

@@ -9,7 +9,6 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -57,34 +56,33 @@ func (e *eventSink) node(st *store, degraded bool, reason string) {
 }
 
 // reportProblems emits a Warning on each NetworkPolicy whose problems changed
-// since the last report, and updates the policy gauges.
-func (a *agent) reportProblems(snap *cluster.Snapshot, plan *policy.Plan) {
+// since the last report, and updates the policy gauges. It looks only at the
+// policies with problems now or at the last report, not at every policy:
+// it runs on every sync.
+func (a *agent) reportProblems(policies int, plan *policy.Plan) {
 	byPolicy := map[string][]string{}
 	for _, p := range plan.Problems {
 		byPolicy[p.Policy] = append(byPolicy[p.Policy], p.Field+": "+p.Message)
 	}
-	a.metrics.policies.WithLabelValues("enforced").Set(float64(len(snap.Policies) - len(byPolicy)))
+	a.metrics.policies.WithLabelValues("enforced").Set(float64(policies - len(byPolicy)))
 	a.metrics.policies.WithLabelValues("rejected").Set(float64(len(byPolicy)))
-	seen := map[string]bool{}
-	for _, np := range snap.Policies {
-		key := np.Namespace + "/" + np.Name
-		seen[key] = true
-		msgs := byPolicy[key]
+	for key, msgs := range byPolicy {
 		text := strings.Join(msgs, "; ")
 		if text == a.events.reported[key] {
 			continue
 		}
-		a.events.reported[key] = text
-		if text == "" {
-			continue
+		np := a.store.policy(key)
+		if np == nil {
+			continue // deleted since the sync took it; the next sync clears it
 		}
+		a.events.reported[key] = text
 		a.log.Warn("NetworkPolicy partly not enforced", "policy", key, "problems", text)
 		a.events.recorder.Event(np, corev1.EventTypeWarning, ReasonPolicyProblem,
 			truncate("not enforced: "+text+"; the rest of the policy is enforced and it still isolates the pods it selects"))
 	}
 	for key := range a.events.reported {
-		if !seen[key] {
-			delete(a.events.reported, key)
+		if _, ok := byPolicy[key]; !ok {
+			delete(a.events.reported, key) // fixed or deleted: a new problem is reported again
 		}
 	}
 }

@@ -92,42 +92,14 @@ func (s *store) applyTo(c *policy.Compiler, node string) (version uint64, polici
 	return s.version, len(s.policies)
 }
 
-// policyList returns the NetworkPolicies, for problem reports.
-func (s *store) policyList() []*networkingv1.NetworkPolicy {
+// policy returns the NetworkPolicy namespace/name, or nil.
+func (s *store) policy(key string) *networkingv1.NetworkPolicy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*networkingv1.NetworkPolicy, 0, len(s.policies))
-	for _, np := range s.policies {
-		out = append(out, np)
-	}
-	return out
+	return s.policies[key]
 }
 
-// Snapshot returns the current state and its version.
-func (s *store) Snapshot() (*cluster.Snapshot, uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	snap := &cluster.Snapshot{
-		Namespaces: make([]*cluster.Namespace, 0, len(s.namespaces)),
-		Pods:       make([]*cluster.Pod, 0, len(s.pods)),
-		Policies:   make([]*networkingv1.NetworkPolicy, 0, len(s.policies)),
-	}
-	for _, ns := range s.namespaces {
-		snap.Namespaces = append(snap.Namespaces, ns)
-	}
-	for _, p := range s.pods {
-		snap.Pods = append(snap.Pods, p)
-	}
-	for _, np := range s.policies {
-		snap.Policies = append(snap.Policies, np)
-	}
-	if s.node != nil {
-		snap.Nodes = []*cluster.Node{s.node}
-	}
-	return snap, s.version
-}
-
-// Node returns this node's name and UID for events, once it is known.
+// nodeRef returns this node's UID for events, and whether the Node is known yet.
 func (s *store) nodeRef() (types.UID, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
