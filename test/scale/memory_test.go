@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -81,17 +80,15 @@ func TestAgentMemory(t *testing.T) {
 	m := Memory{Pods: cfg.Pods, Policies: cfg.Policies, Setup: time.Since(begin).Round(time.Second).String()}
 	t.Logf("created %d namespaces, %d pods and %d policies through the API in %s", len(s.Namespaces), len(s.Pods), len(s.Policies), m.Setup)
 
-	kubeconfig, bin := cp.AgentKubeconfig(t), framework.KubeFenceBinary(t)
 	begin = time.Now()
-	agent := cp.StartProcess(t, "agent", bin, "agent", "--kubeconfig", kubeconfig,
-		"--node-name", node, "--metrics-bind-address", "127.0.0.1:9942", "--health-bind-address", "127.0.0.1:9943")
-	hc := &http.Client{Transport: &http.Transport{DialContext: framework.NSDialer(cp.NS)}, Timeout: 5 * time.Second}
+	agent := cp.StartAgent(t, framework.AgentOptions{NodeName: node, Kubeconfig: cp.AgentKubeconfig(t),
+		HealthAddr: "127.0.0.1:9943", MetricsAddr: "127.0.0.1:9942"})
 	want := len(policy.Compile(s, node, policy.Options{}).Pods)
 	framework.WaitFor(t, 10*time.Minute, "the agent enforces the node's pods", func(ctx context.Context) (bool, error) {
-		if err := get(ctx, hc, "http://127.0.0.1:9943/readyz", io.Discard); err != nil {
-			return false, err
+		if code, body, err := agent.Get(ctx, "/readyz"); err != nil || code != http.StatusOK {
+			return false, fmt.Errorf("/readyz: %d %s %v", code, body, err)
 		}
-		got, err := metric(ctx, hc, "kube_fence_pods_enforced")
+		got, err := agent.Metric(ctx, "kube_fence_pods_enforced")
 		return int(got) == want, err
 	})
 	m.Enforced = time.Since(begin).Round(time.Millisecond).String()
@@ -100,7 +97,7 @@ func TestAgentMemory(t *testing.T) {
 		t.Fatal("the agent is ready but its table holds no element")
 	}
 
-	m.ChangeToCommit = changeLatency(t, client, hc, s)
+	m.ChangeToCommit = changeLatency(t, client, agent, s)
 	// Steady state: the most resident over a window holding at least one
 	// periodic full verification (every 30s by default).
 	for range settle / time.Second {
@@ -110,7 +107,7 @@ func TestAgentMemory(t *testing.T) {
 	m.Peak = procStatus(t, agent.Pid(), "VmHWM")
 	ctx := t.Context()
 	for dst, name := range map[*float64]string{&m.Heap: "go_memstats_heap_inuse_bytes", &m.HeapAlloc: "go_memstats_heap_alloc_bytes", &m.Sys: "go_memstats_sys_bytes"} {
-		v, err := metric(ctx, hc, name)
+		v, err := agent.Metric(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,21 +232,12 @@ func parallel(t *testing.T, n int, f func(i int) error) {
 // changeLatency adds pods on other nodes like existing ones, chosen so
 // that the node's table changes, and times each from the status update
 // that makes it Running to the agent's next committed transaction.
-func changeLatency(t *testing.T, c *kubernetes.Clientset, hc *http.Client, s *cluster.Snapshot) []float64 {
+func changeLatency(t *testing.T, c *kubernetes.Clientset, agent *framework.Agent, s *cluster.Snapshot) []float64 {
 	t.Helper()
 	ctx := t.Context()
 	node := s.Nodes[0].Name
 	comp := policy.NewCompiler(node, policy.Options{DefaultDenyUnknown: true})
-	for _, ns := range s.Namespaces {
-		comp.SetNamespace(ns)
-	}
-	for _, p := range s.Pods {
-		comp.SetPod(p)
-	}
-	for _, np := range s.Policies {
-		comp.SetPolicy(np)
-	}
-	comp.SetNode(s.Nodes[0])
+	comp.Load(s)
 	var out []float64
 	for i, tmpl := range s.Pods {
 		if len(out) == 5 {
@@ -264,7 +252,7 @@ func changeLatency(t *testing.T, c *kubernetes.Clientset, hc *http.Client, s *cl
 		if !changesPlan(comp, &p) {
 			continue
 		}
-		before, err := metric(ctx, hc, "kube_fence_transactions_total")
+		before, err := agent.Metric(ctx, "kube_fence_transactions_total")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +261,7 @@ func changeLatency(t *testing.T, c *kubernetes.Clientset, hc *http.Client, s *cl
 		}
 		sent := time.Now() // the status update is the change that matters
 		for {
-			n, err := metric(ctx, hc, "kube_fence_transactions_total")
+			n, err := agent.Metric(ctx, "kube_fence_transactions_total")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -339,37 +327,4 @@ func procStatus(t *testing.T, pid int, field string) float64 {
 	}
 	t.Fatalf("/proc/%d/status has no %s", pid, field)
 	return 0
-}
-
-func get(ctx context.Context, c *http.Client, url string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
-}
-
-// metric returns the value of an unlabelled metric from the agent's
-// /metrics.
-func metric(ctx context.Context, c *http.Client, name string) (float64, error) {
-	var b strings.Builder
-	if err := get(ctx, c, "http://127.0.0.1:9942/metrics", &b); err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("/metrics has no %s", name)
 }

@@ -214,6 +214,24 @@ func (a *Agent) WaitReady(t testing.TB, timeout time.Duration) time.Duration {
 	return time.Since(start)
 }
 
+// Metric returns the value of the unlabelled metric name from /metrics,
+// for polling loops that must not fail the test on one missed scrape.
+func (a *Agent) Metric(ctx context.Context, name string) (float64, error) {
+	code, body, err := a.Get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("%s/metrics: %d", a.Opts.MetricsAddr, code)
+	}
+	samples, _ := ParseMetrics(body)
+	v, ok := Value(samples, name, "")
+	if !ok {
+		return 0, fmt.Errorf("%s/metrics has no %s", a.Opts.MetricsAddr, name)
+	}
+	return v, nil
+}
+
 // Metric is one sample of the Prometheus text format.
 type Metric struct {
 	Name   string
