@@ -12,7 +12,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/_output/bin/kube-fence}"
 version="${VERSION:-dev}"
-export PATH="/usr/local/go/bin:${PATH}"
+. "$root/hack/lib.sh"
+ensure_go
 
 cd "$root"
 CGO_ENABLED=0 GOWORK=off GOFLAGS="-mod=readonly" go build \

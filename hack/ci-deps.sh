@@ -7,14 +7,17 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="/usr/local/go/bin:${PATH}"
+. "$root/hack/lib.sh"
+ensure_go
 
 # iptables and nftables: the doctor and the tests that plant foreign rules;
 # etcd-server: /usr/bin/etcd for test/e2e; iproute2: `ip` for the lab and
-# the tests; ipset: the kube-router ipsets of the K3s migration test.
+# the tests; ipset: the kube-router ipsets of the K3s migration test;
+# curl, ca-certificates and unzip: the Go bootstrap and its test
+# (test/bootstrap), which downloads the pinned toolchain as a user would.
 # (util-linux's unshare, setpriv and mount, which confine the agent in
 # test/e2e as its container would be, are essential packages.)
-packages=(iptables nftables etcd-server iproute2 ipset)
+packages=(iptables nftables etcd-server iproute2 ipset curl ca-certificates unzip)
 
 missing=()
 for p in "${packages[@]}"; do

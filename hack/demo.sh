@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
 require_root
-require_go
+ensure_go
 apt_install iptables nftables iproute2
 mkdir -p bin
 go build -o bin/kube-fence ./cmd/kube-fence

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
 require_root
-require_go
+ensure_go
 ./hack/ci-deps.sh
 
 mkdir -p _output
