@@ -20,11 +20,12 @@ iptables-nft based tool. It never runs the iptables or nft binaries to enforce.
   lab      prove enforcement with real packets in network namespaces
   doctor   find, explain and safely repair foreign nftables rules that break iptables-nft tools
   render   print the table kube-fence would program on a node, in nft syntax
+  explain  say whether a connection is allowed, and which policies and rules decide it
   bench    measure sync, incremental changes and the datapath at cluster scale`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newAgentCmd(), newLabCmd(), newDoctorCmd(), newRenderCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newAgentCmd(), newLabCmd(), newDoctorCmd(), newRenderCmd(), newExplainCmd(), newBenchCmd())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/explain"
 	"github.com/kube-fence/kube-fence/internal/lab/probe"
 	"github.com/kube-fence/kube-fence/internal/lab/report"
 	"github.com/kube-fence/kube-fence/internal/policy"
@@ -93,19 +94,21 @@ func Judge(snap *cluster.Snapshot, results []probe.Result, checks []Check) *Outc
 	return o
 }
 
-// Reference asks the reference evaluator about one probe.
+// Reference asks the reference evaluator about one probe, through
+// `kube-fence explain`'s own path (internal/explain), so every probe of the
+// suite also checks what explain tells users against real packets.
 func Reference(snap *cluster.Snapshot, t probe.Target) bool {
-	st := &State{Snap: snap}
-	from, to := st.Pod(t.From), st.Pod(t.To)
-	if from == nil || to == nil {
-		return false
-	}
-	src, ok := family(from.IPs, t.IP.Is4())
-	if !ok {
-		return false
-	}
 	proto, _ := policy.ProtocolFromAPI(t.Protocol)
-	return policy.Allowed(snap, policy.Endpoint{Pod: from, IP: src}, policy.Endpoint{Pod: to, IP: t.IP}, proto, uint16(t.Port))
+	r, err := explain.Explain(snap, explain.Query{From: t.From, To: t.To, Protocol: proto, Port: uint16(t.Port)})
+	if err != nil {
+		return false
+	}
+	for _, v := range r.Verdicts {
+		if v.ToIP == t.IP.String() {
+			return v.Allowed
+		}
+	}
+	return false
 }
 
 func disagreements(snap *cluster.Snapshot, c Check, r *Reach) []string {

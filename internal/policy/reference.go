@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -31,66 +32,86 @@ type Endpoint struct {
 // isolated for egress) and the destination's ingress (when it is isolated for
 // ingress) must both allow it. Traffic between a pod and an address of its
 // own node is always allowed, and so is a pod talking to itself: that
-// traffic never leaves the pod's network namespace.
+// traffic never leaves the pod's network namespace. Explain says why.
 func Allowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
-	if from.Pod != nil && from.Pod == to.Pod {
-		return true
-	}
-	return refEgressAllowed(s, from, to, proto, port) && refIngressAllowed(s, from, to, proto, port)
+	return Explain(s, from, to, proto, port).Allowed
 }
 
-func refEgressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
-	if !refTakesPart(from.Pod) || refIsNodeAddress(s, from.Pod.NodeName, to.IP) {
-		return true
+// refSide judges one side of a connection: the egress of from's pod or the
+// ingress of to's pod (self is that pod's endpoint, other the far end),
+// walking every policy and rule and keeping the attribution.
+func refSide(s *cluster.Snapshot, dir networkingv1.PolicyType, self, other, dst Endpoint, proto Protocol, port uint16) SideVerdict {
+	switch {
+	case !refTakesPart(self.Pod):
+		return SideVerdict{Allowed: true, Reason: ReasonOutsidePolicy}
+	case refIsNodeAddress(s, self.Pod.NodeName, other.IP):
+		return SideVerdict{Allowed: true, Reason: ReasonNodeAddress}
 	}
-	isolated := false
+	var v SideVerdict
+	var misses []Miss
 	for _, np := range s.Policies {
-		if np == nil || !refHasType(np, networkingv1.PolicyTypeEgress) || !refSelects(np, from.Pod) {
+		if np == nil || !refHasType(np, dir) || !refSelects(np, self.Pod) {
 			continue
 		}
-		isolated = true
-		for _, rule := range np.Spec.Egress {
-			if refRuleAllows(s, np, rule.To, rule.Ports, to, to.Pod, proto, port) {
-				return true
+		v.Policies = append(v.Policies, refKey(np))
+		peers, ports := refRules(np, dir)
+		for i := range peers {
+			peerOK, portOK := refRuleMatches(s, np, peers[i], ports[i], other, dst.Pod, proto, port)
+			rule := RuleRef{Policy: refKey(np), Direction: directionName(dir), Index: i}
+			if peerOK && portOK {
+				v.AllowedBy = append(v.AllowedBy, rule)
+			} else {
+				misses = append(misses, Miss{Rule: rule, PeerMatched: peerOK, PortMatched: portOK})
 			}
 		}
 	}
-	return !isolated
+	// Attribution reads the same whatever order the objects arrived in.
+	slices.Sort(v.Policies)
+	slices.SortFunc(v.AllowedBy, RuleRef.compare)
+	slices.SortFunc(misses, func(a, b Miss) int { return a.Rule.compare(b.Rule) })
+	v.Isolated = len(v.Policies) > 0
+	v.Allowed = !v.Isolated || len(v.AllowedBy) > 0
+	switch {
+	case !v.Isolated:
+		v.Reason = ReasonNotIsolated
+	case !v.Allowed:
+		v.NearestMiss = nearest(misses)
+	}
+	return v
 }
 
-func refIngressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
-	if !refTakesPart(to.Pod) || refIsNodeAddress(s, to.Pod.NodeName, from.IP) {
-		return true
-	}
-	isolated := false
-	for _, np := range s.Policies {
-		if np == nil || !refHasType(np, networkingv1.PolicyTypeIngress) || !refSelects(np, to.Pod) {
-			continue
+// refRules lists a policy's rules of one direction as parallel peer and
+// port lists.
+func refRules(np *networkingv1.NetworkPolicy, dir networkingv1.PolicyType) ([][]networkingv1.NetworkPolicyPeer, [][]networkingv1.NetworkPolicyPort) {
+	var peers [][]networkingv1.NetworkPolicyPeer
+	var ports [][]networkingv1.NetworkPolicyPort
+	if dir == networkingv1.PolicyTypeIngress {
+		for _, r := range np.Spec.Ingress {
+			peers, ports = append(peers, r.From), append(ports, r.Ports)
 		}
-		isolated = true
-		for _, rule := range np.Spec.Ingress {
-			if refRuleAllows(s, np, rule.From, rule.Ports, from, to.Pod, proto, port) {
-				return true
-			}
+	} else {
+		for _, r := range np.Spec.Egress {
+			peers, ports = append(peers, r.To), append(ports, r.Ports)
 		}
 	}
-	return !isolated
+	return peers, ports
 }
 
-// refRuleAllows: a rule allows when some peer matches (no peers: everyone)
-// and some port matches (no ports: every port). Named ports are looked up on
-// the destination pod of the connection, whichever side the policy selects.
-func refRuleAllows(s *cluster.Snapshot, np *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer,
-	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto Protocol, port uint16) bool {
-	peerOK := len(peers) == 0
+// refRuleMatches: a rule allows when some peer matches (no peers: everyone)
+// and some port matches (no ports: every port); both halves are returned so
+// a denial can say which one missed. Named ports are looked up on the
+// destination pod of the connection, whichever side the policy selects.
+func refRuleMatches(s *cluster.Snapshot, np *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer,
+	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto Protocol, port uint16) (peerOK, portOK bool) {
+	peerOK = len(peers) == 0
 	for _, p := range peers {
 		peerOK = peerOK || refPeerMatches(s, np, p, other)
 	}
-	portOK := len(ports) == 0
+	portOK = len(ports) == 0
 	for _, p := range ports {
 		portOK = portOK || refPortMatches(p, dst, proto, port)
 	}
-	return peerOK && portOK
+	return peerOK, portOK
 }
 
 // refTakesPart: host-network pods, pods without address and finished pods
