@@ -154,7 +154,7 @@ func validateCNPEgressRule(r *v1beta1.ClusterNetworkPolicyEgressRule, path *fiel
 	for i, c := range r.Protocols {
 		if c.DestinationNamedPort != "" && addressPeers {
 			errs = append(errs, field.Invalid(path.Child("protocols").Index(i).Child("destinationNamedPort"), c.DestinationNamedPort,
-				"networks/nodes/domainNames peer cannot be set with namedPorts since there are no namedPorts for networks/nodes/domainNames"))
+				"not allowed in a rule with nodes, networks or domainNames peers: only pods have named ports"))
 		}
 	}
 	return errs
@@ -240,7 +240,7 @@ func validateCNPPort(p *v1beta1.Port, path *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(path.Child("range", "end"), r.End, msg))
 		}
 		if r.Start >= r.End {
-			errs = append(errs, field.Invalid(path.Child("range"), fmt.Sprintf("%d-%d", r.Start, r.End), "Start port must be less than End port"))
+			errs = append(errs, field.Invalid(path.Child("range"), fmt.Sprintf("%d-%d", r.Start, r.End), "start must be below end"))
 		}
 	}
 	return errs

@@ -95,7 +95,7 @@ func TestParseClusterNetworkPolicyErrors(t *testing.T) {
 		{"domainNames", doc("v1beta1", "{name: p}", valid+"  egress: [{action: Accept, to: [{domainNames: [example.com]}]}]\n"),
 			[]string{`spec.egress[0].to[0].domainNames: Forbidden: kube-fence does not enforce domainNames`}},
 		{"range", doc("v1beta1", "{name: p}", valid+"  ingress: [{action: Pass, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {range: {start: 9, end: 9}}}}]}]\n"),
-			[]string{`spec.ingress[0].protocols[0].tcp.destinationPort.range: Invalid value: "9-9": Start port must be less than End port`}},
+			[]string{`spec.ingress[0].protocols[0].tcp.destinationPort.range: Invalid value: "9-9": start must be below end`}},
 		{"duplicate name", doc("v1beta1", "{name: p}", valid) + "---\n" + doc("v1alpha2", "{name: p}", valid),
 			[]string{`clusternetworkpolicy p (document 2 (line 9)): metadata.name: Duplicate value: "p"`}},
 	}
