@@ -46,7 +46,8 @@ Addresses (--addresses):
            addresses from status.addresses, pods without addresses are not enforced.
 
 Exit status: 0 when the table was printed; 2 for invalid input (the message names the
-object and the field) or an unknown node. Policy parts that cannot be enforced are listed
+object and the field), for ClusterNetworkPolicies (accepted and validated, not enforced
+yet: the table would lack their tiers), or an unknown node. Policy parts that cannot be enforced are listed
 on standard error; the rest is in the table.`,
 		Example: `  kube-fence render -f scenario.yaml
   kubectl get namespaces,pods,nodes,networkpolicies -A -o yaml > cluster.yaml
@@ -64,6 +65,9 @@ on standard error; the rest is in the table.`,
 			snap, err := renderSnapshot(s, addresses)
 			if err != nil {
 				return invalid(file, err)
+			}
+			if err := policy.RequireEnforceable(snap); err != nil {
+				return exitError{code: 2, msg: file + ": " + err.Error()}
 			}
 			if node, err = pickNode(snap, node); err != nil {
 				return err
@@ -113,6 +117,9 @@ func renderSnapshot(s *scenario.Scenario, addresses string) (*cluster.Snapshot, 
 		snap.Pods = append(snap.Pods, pod)
 	}
 	snap.Policies = append(snap.Policies, s.Policies...)
+	for _, p := range s.ClusterNetworkPolicies {
+		snap.ClusterNetworkPolicies = append(snap.ClusterNetworkPolicies, cluster.ClusterNetworkPolicyFromAPI(p))
+	}
 	if len(problems) > 0 {
 		return nil, &scenario.InvalidError{Problems: problems}
 	}

@@ -1,6 +1,7 @@
 // Package cluster holds the cluster snapshot: the plain Go values the policy
-// compiler reads (namespaces, pods, nodes, NetworkPolicies), and the
-// conversions from Kubernetes API objects into them.
+// compiler reads (namespaces, pods, nodes, NetworkPolicies,
+// ClusterNetworkPolicies), and the conversions from Kubernetes API objects
+// into them.
 //
 // A snapshot keeps only what enforcement needs. The agent trims informer
 // objects down to these values, which is what keeps its memory small at scale,
@@ -22,6 +23,10 @@ type Snapshot struct {
 	Pods       []*Pod
 	Nodes      []*Node
 	Policies   []*networkingv1.NetworkPolicy
+
+	// ClusterNetworkPolicies are the admin and baseline tiers. The compiler
+	// does not enforce them yet; the reference evaluator decides with them.
+	ClusterNetworkPolicies []*ClusterNetworkPolicy
 }
 
 // Namespace is a Kubernetes Namespace as far as policy is concerned.
@@ -53,6 +58,7 @@ type ContainerPort struct {
 // Node is a Kubernetes Node as far as policy is concerned.
 type Node struct {
 	Name      string
+	Labels    labels.Set     // what ClusterNetworkPolicy nodes peers select on
 	Addresses []netip.Addr   // status.addresses of every type that holds an IP
 	PodCIDRs  []netip.Prefix // spec.podCIDRs
 }
@@ -123,7 +129,7 @@ func NamespaceFromAPI(in *corev1.Namespace) *Namespace {
 
 // NodeFromAPI converts an API Node.
 func NodeFromAPI(in *corev1.Node) (*Node, error) {
-	n := &Node{Name: in.Name}
+	n := &Node{Name: in.Name, Labels: labels.Set(in.Labels)}
 	for _, a := range in.Status.Addresses {
 		ip, err := netip.ParseAddr(a.Address)
 		if err != nil {

@@ -7,6 +7,11 @@
 // compares every probe with its expectation: the upstream table where the
 // case states one, the reference evaluator (policy.Allowed) everywhere else.
 //
+// It also holds the ClusterNetworkPolicy cases of the network-policy-api's
+// conformance suite (CNPUpstream) on that suite's own model (HousesModel),
+// with the upstream manifests embedded in its module; for now they are
+// judged by the tiers' reference evaluator (policy.Decide) only.
+//
 // Everything here but Runner is pure: the cases and the generator are data,
 // deterministic from their inputs, so they are unit-tested without root.
 package conformance

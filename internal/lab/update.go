@@ -9,6 +9,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // Update makes the lab match snap, the complete desired state (start from
@@ -37,6 +38,9 @@ func (l *Lab) Update(ctx context.Context, snap *cluster.Snapshot) error {
 	}
 	if err := sameNodes(cur.Nodes, s.Nodes); err != nil {
 		return &scenario.InvalidError{Problems: []string{err.Error()}}
+	}
+	if err := policy.RequireEnforceable(s); err != nil {
+		return err // before any pod or rule changes
 	}
 
 	var stop, start []*cluster.Pod
@@ -143,6 +147,7 @@ func Clone(s *cluster.Snapshot) *cluster.Snapshot {
 	}
 	for _, n := range s.Nodes {
 		c := *n
+		c.Labels = maps.Clone(n.Labels)
 		c.Addresses = slices.Clone(n.Addresses)
 		c.PodCIDRs = slices.Clone(n.PodCIDRs)
 		out.Nodes = append(out.Nodes, &c)
@@ -156,6 +161,9 @@ func Clone(s *cluster.Snapshot) *cluster.Snapshot {
 	}
 	for _, np := range s.Policies {
 		out.Policies = append(out.Policies, np.DeepCopy())
+	}
+	for _, p := range s.ClusterNetworkPolicies {
+		out.ClusterNetworkPolicies = append(out.ClusterNetworkPolicies, p.DeepCopy())
 	}
 	return out
 }

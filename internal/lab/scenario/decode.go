@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
+	v1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -23,6 +24,10 @@ type Scenario struct {
 	Nodes      []*corev1.Node
 	Pods       []*corev1.Pod
 	Policies   []*networkingv1.NetworkPolicy
+
+	// ClusterNetworkPolicies are cluster-scoped (no namespace), written as
+	// policy.networking.k8s.io/v1beta1 or v1alpha2.
+	ClusterNetworkPolicies []*v1beta1.ClusterNetworkPolicy
 
 	// origin says where each object was declared, for error messages.
 	origin map[any]string
@@ -167,6 +172,8 @@ func (d *decoder) object(where string, j []byte) {
 			d.s.Policies = append(d.s.Policies, o)
 			d.s.origin[o] = where
 		}
+	case isClusterNetworkPolicy(tm.APIVersion, tm.Kind):
+		d.clusterNetworkPolicy(where, j)
 	case tm.APIVersion == "v1" && tm.Kind == "List":
 		l := &metav1.List{}
 		if d.strict(where, "list", j, l) {
@@ -175,8 +182,8 @@ func (d *decoder) object(where string, j []byte) {
 			}
 		}
 	default:
-		d.problem(where, "apiVersion %q kind %q is not supported: a scenario holds v1 Namespace, Node, Pod and List, and networking.k8s.io/v1 NetworkPolicy",
-			tm.APIVersion, tm.Kind)
+		d.problem(where, "apiVersion %q kind %q is not supported: a scenario holds v1 Namespace, Node, Pod and List, networking.k8s.io/v1 NetworkPolicy, and %s (or %s) %s",
+			tm.APIVersion, tm.Kind, cnpAPIVersion, cnpAPIVersion2, cnpKind)
 	}
 }
 

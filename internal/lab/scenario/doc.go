@@ -1,5 +1,6 @@
 // Package scenario reads lab scenarios: multi-document YAML (or JSON) of
-// standard Kubernetes Namespace, Pod, Node and NetworkPolicy objects. It
+// standard Kubernetes Namespace, Pod, Node and NetworkPolicy objects, and
+// ClusterNetworkPolicies of the network-policy-api. It
 // decodes them strictly, validates them with errors that name the object and
 // the field, and turns them into a complete cluster snapshot: implicit
 // namespaces created, pods placed on nodes, every pod given its addresses.

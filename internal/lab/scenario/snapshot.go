@@ -86,6 +86,7 @@ func (s *Scenario) Snapshot() (*cluster.Snapshot, error) {
 	for _, np := range s.Policies {
 		snap.Policies = append(snap.Policies, np.DeepCopy())
 	}
+	snap.ClusterNetworkPolicies = clusterPoliciesSnapshot(s.ClusterNetworkPolicies)
 	if err := normalize(snap, families); err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ func (s *Scenario) validate() error {
 	nodes := v.nodes()
 	v.pods(nodes)
 	v.policies()
+	v.clusterPolicies()
 	if len(v.problems) > 0 {
 		return &InvalidError{Problems: v.problems}
 	}
