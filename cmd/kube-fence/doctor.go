@@ -2,21 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
-	"github.com/kube-fence/kube-fence/internal/doctor/repair"
-	"github.com/kube-fence/kube-fence/internal/nlrules"
 )
 
 type doctorFlags struct {
@@ -95,165 +89,38 @@ func runDoctor(ctx context.Context, out, errOut io.Writer, f doctorFlags) error 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if f.rollback != "" {
-		return doRollback(out, f)
-	}
-	opts := doctor.Options{NetnsPath: f.netns}
-	opts.Toolchain.Root = f.root
-	code, err := checkOnce(ctx, out, errOut, f, opts)
-	if !f.watch || err != nil {
+		n, err := doctor.Rollback(f.netns, f.rollback)
 		if err != nil {
-			return err
+			return exitError{code: 2, msg: err.Error()}
 		}
-		return exitCode(code)
-	}
-	return watch(ctx, out, errOut, f, opts)
-}
-
-func exitCode(code int) error {
-	if code == 0 {
+		fmt.Fprintf(out, "rollback: %d rule(s) restored from %s\n", n, f.rollback)
 		return nil
 	}
-	return exitError{code: code}
-}
-
-// checkOnce scans, repairs when asked, and prints the report; it returns
-// the exit status the report calls for.
-func checkOnce(ctx context.Context, out, errOut io.Writer, f doctorFlags, opts doctor.Options) (int, error) {
-	if f.fix {
-		if err := fix(out, f); err != nil {
-			return 2, exitError{code: 2, msg: err.Error()}
-		}
-	}
-	rep, err := doctor.Scan(ctx, opts)
-	if err != nil {
-		return 2, exitError{code: 2, msg: "scan failed: " + err.Error()}
-	}
+	log := out
 	if f.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 2, err
-		}
-	} else if err := doctor.WriteText(out, rep); err != nil {
-		return 2, err
+		log = errOut // keep stdout a single JSON document
 	}
-	if rep.Problems() {
-		return 1, nil
+	c := doctor.Check{
+		Scan:       doctor.Options{NetnsPath: f.netns},
+		Fix:        f.fix,
+		FixOptions: doctor.FixOptions{DryRun: f.dryRun, RollbackFile: f.rollbackFile},
+		JSON:       f.output == "json",
+		Out:        out,
+		Log:        log,
 	}
-	return 0, nil
-}
-
-func fix(out io.Writer, f doctorFlags) error {
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	c, err := nlrules.Dial(ns.FD())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rs, err := c.Read()
-	if err != nil {
-		return fmt.Errorf("read ruleset: %w", err)
-	}
-	props, skipped := repair.Plan(rs)
-	w := out
-	if f.output == "json" {
-		w = os.Stderr // keep stdout a single JSON document
-	}
-	for _, p := range props {
-		fmt.Fprintf(w, "fix: %s %s handle %d (position %d) -> %s\n", p.Old.Table, p.Old.Chain, p.Old.Handle, p.Old.Index, p.Describe)
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(w, "fix: left alone: %s\n", s)
-	}
-	if f.dryRun || len(props) == 0 {
-		if len(props) == 0 {
-			fmt.Fprintln(w, "fix: nothing to rewrite")
-		} else {
-			fmt.Fprintln(w, "fix: dry run, nothing changed")
+	c.Scan.Toolchain.Root = f.root
+	if f.watch {
+		if err := c.Watch(ctx, nil); err != nil {
+			return exitError{code: 2, msg: err.Error()}
 		}
 		return nil
 	}
-	stamp := time.Now().UTC().Format("20060102T150405.000")
-	path := f.rollbackFile
-	if path == "" {
-		path = "kube-fence-doctor-rollback-" + stamp + ".json"
-	} else if _, err := os.Stat(path); err == nil {
-		// Never overwrite an earlier rollback file (--watch repairs again).
-		path = strings.TrimSuffix(path, ".json") + "-" + stamp + ".json"
+	res, err := c.Once(ctx)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
 	}
-	if err := repair.Fix(c, rs, props, path, f.netns); err != nil {
-		return err
+	if res.Report.Problems() {
+		return exitError{code: 1}
 	}
-	fmt.Fprintf(w, "fix: %d rule(s) rewritten in one transaction; undo with: kube-fence doctor --rollback %s\n", len(props), path)
 	return nil
-}
-
-func doRollback(out io.Writer, f doctorFlags) error {
-	rf, err := repair.ReadRollback(f.rollback)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer ns.Close()
-	c, err := nlrules.Dial(ns.FD())
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer c.Close()
-	n, err := repair.Rollback(c, rf)
-	if err != nil {
-		return exitError{code: 2, msg: "rollback: " + err.Error()}
-	}
-	fmt.Fprintf(out, "rollback: %d rule(s) restored from %s\n", n, f.rollback)
-	return nil
-}
-
-func watch(ctx context.Context, out, errOut io.Writer, f doctorFlags, opts doctor.Options) error {
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer ns.Close()
-	changes, err := nlrules.Changes(ctx, ns.FD())
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-changes:
-			if !ok {
-				return nil
-			}
-		}
-		// Let a burst of transactions (a tool restoring many rules) settle.
-		time.Sleep(200 * time.Millisecond)
-		for drained := false; !drained; {
-			select {
-			case _, ok := <-changes:
-				if !ok {
-					return nil
-				}
-			default:
-				drained = true
-			}
-		}
-		fmt.Fprintf(errOut, "--- nftables changed at %s, checking again\n", time.Now().Format(time.RFC3339))
-		if _, err := checkOnce(ctx, out, errOut, f, opts); err != nil {
-			var ex exitError
-			if errors.As(err, &ex) {
-				fmt.Fprintln(errOut, "kube-fence:", ex.msg)
-				continue
-			}
-			return err
-		}
-	}
 }
