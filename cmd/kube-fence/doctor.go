@@ -7,10 +7,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
+	"github.com/kube-fence/kube-fence/internal/doctor/guard"
 )
 
 type doctorFlags struct {
@@ -21,6 +26,10 @@ type doctorFlags struct {
 	rollback     string
 	rollbackFile string
 	watch        bool
+	resync       time.Duration
+	listen       string
+	node         string
+	kubeconfig   string
 	root         string
 }
 
@@ -48,13 +57,19 @@ reported with options and left alone. Before any change it writes a rollback fil
 them. --dry-run shows what --fix would change. It never flushes or deletes a table.
 
 --watch re-checks after every nftables change (and, with --fix, repairs again) for
-tools that put their rule back; see docs/doctor.md for the trade-off.`,
+tools that put their rule back; see docs/doctor.md for the trade-off.
+
+The guard (deploy/doctor/, a DaemonSet) is --watch with --listen, which serves
+Prometheus metrics on /metrics and a health check on /healthz, and --node, which
+reports each new, gone or rewritten finding as a Kubernetes Event on that Node. It
+then logs events instead of printing whole reports.`,
 		Example: `  kube-fence doctor
   kube-fence doctor -o json
   kube-fence doctor --fix --dry-run
   kube-fence doctor --fix --rollback-file /var/lib/kube-fence/doctor-rollback.json
   kube-fence doctor --rollback /var/lib/kube-fence/doctor-rollback.json
-  kube-fence doctor --netns /run/netns/test`,
+  kube-fence doctor --netns /run/netns/test
+  kube-fence doctor --watch --listen 127.0.0.1:9944 --node "$NODE_NAME"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDoctor(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
@@ -68,6 +83,10 @@ tools that put their rule back; see docs/doctor.md for the trade-off.`,
 	fl.StringVar(&f.rollback, "rollback", "", "restore the original rules recorded in this rollback file")
 	fl.StringVar(&f.rollbackFile, "rollback-file", "", "where --fix writes the rollback file (default kube-fence-doctor-rollback-<time>.json in the current directory)")
 	fl.BoolVar(&f.watch, "watch", false, "keep running and re-check on every nftables change")
+	fl.DurationVar(&f.resync, "resync", 5*time.Minute, "with --watch: also re-check after this long without a change (0: only on changes)")
+	fl.StringVar(&f.listen, "listen", "", "with --watch: serve /metrics and /healthz on this host:port")
+	fl.StringVar(&f.node, "node", os.Getenv("NODE_NAME"), "with --watch: report findings as Events on this Node (default $NODE_NAME)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "with --node: kubeconfig file to reach the API server; empty means the in-cluster service account")
 	fl.StringVar(&f.root, "root", "", "filesystem root for the toolchain inventory (testing)")
 	_ = fl.MarkHidden("root")
 	return cmd
@@ -110,10 +129,14 @@ func runDoctor(ctx context.Context, out, errOut io.Writer, f doctorFlags) error 
 	}
 	c.Scan.Toolchain.Root = f.root
 	if f.watch {
-		if err := c.Watch(ctx, nil); err != nil {
+		c.Resync = f.resync
+		if err := watchOrGuard(ctx, c, f); err != nil {
 			return exitError{code: 2, msg: err.Error()}
 		}
 		return nil
+	}
+	if f.listen != "" {
+		return exitError{code: 2, msg: "--listen only makes sense with --watch"}
 	}
 	res, err := c.Once(ctx)
 	if err != nil {
@@ -123,4 +146,39 @@ func runDoctor(ctx context.Context, out, errOut io.Writer, f doctorFlags) error 
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// watchOrGuard runs plain --watch, or the guard when it has somewhere to
+// report to.
+func watchOrGuard(ctx context.Context, c doctor.Check, f doctorFlags) error {
+	if f.listen == "" && f.node == "" {
+		return c.Watch(ctx, nil)
+	}
+	g := &guard.Guard{Check: c, Listen: f.listen, Node: f.node, Log: c.Log}
+	g.Check.Out = nil // the guard logs events, not whole reports
+	if f.node != "" {
+		client, err := doctorClient(f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		g.Client = client
+	}
+	return g.Run(ctx)
+}
+
+func doctorClient(kubeconfig string) (kubernetes.Interface, error) {
+	var (
+		config *rest.Config
+		err    error
+	)
+	if kubeconfig != "" {
+		config, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		config, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("API server configuration for --node: %w", err)
+	}
+	config.UserAgent = "kube-fence-doctor"
+	return kubernetes.NewForConfig(config)
 }

@@ -21,6 +21,9 @@ type Check struct {
 	// Out receives the report; Log the repair lines and --watch's notes
 	// (keep them apart to keep Out one JSON document).
 	Out, Log io.Writer
+	// Resync makes Watch check again after this long without a change
+	// (0: only on changes), in case a notification was lost.
+	Resync time.Duration
 }
 
 // Result is one check's outcome, for callers that act on it (the guard).
@@ -93,10 +96,17 @@ func (c Check) Watch(ctx context.Context, observe func(Result, error)) error {
 		}
 	}
 	report()
+	var resync <-chan time.Time
 	for {
+		if c.Resync > 0 {
+			resync = time.After(c.Resync)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-resync:
+			report()
+			continue
 		case _, ok := <-changes:
 			if !ok {
 				return nil
