@@ -34,11 +34,10 @@ func hits(f *Finding) []string {
 		if o.Save == "ok" {
 			what = append(what, "an iptables-save | iptables-restore round trip (kube-router, kube-proxy) rewrites it so")
 		}
-		if !strings.Contains(o.Note, "compare interface masks") {
+		if strings.Contains(o.Note, "compare interface masks") {
+			what = append(what, "its `-C`/`-D` find the rule by no spec at all")
+		} else {
 			what = append(what, "`-C`/`-D` with that spec match it")
-		}
-		if len(what) == 0 {
-			what = append(what, "what it reports about the rule is not what the kernel does")
 		}
 		out = append(out, fmt.Sprintf("iptables %s reads this rule as `%s`: %s", v, o.MisreadAs, strings.Join(what, ", and ")))
 		break

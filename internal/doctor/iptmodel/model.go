@@ -126,7 +126,7 @@ func CheckReaching(v Version, r RuleResult) Result {
 func CheckNote(v Version, r RuleResult, decodedHasIface bool) string {
 	var notes []string
 	if r.Unstatable != "" {
-		notes = append(notes, fmt.Sprintf("reads the rule as %s, which no iptables command line states: -C/-D with any spec miss it", r.Unstatable))
+		notes = append(notes, fmt.Sprintf("reads the rule as one with %s, which no iptables command line states: -C/-D with any spec miss it", r.Unstatable))
 	}
 	if r.IfaceMaskMiss {
 		notes = append(notes, v.String()+"'s -C/-D compare interface masks and never match a rule whose interface name nft wrote, whatever the spec")
