@@ -97,7 +97,10 @@ func startGuard(t *testing.T, cp *framework.ControlPlane, writableRoot bool, ext
 	}}
 	framework.WaitFor(t, 30*time.Second, "the guard's /healthz answers 200", func(ctx context.Context) (bool, error) {
 		code, body, err := g.get(ctx, "/healthz")
-		return code == http.StatusOK, fmt.Errorf("%d %s %v", code, body, err)
+		if code == http.StatusOK {
+			return true, nil
+		}
+		return false, fmt.Errorf("%d %s %v", code, body, err)
 	})
 	return g
 }
@@ -210,7 +213,10 @@ func TestDoctorGuard(t *testing.T) {
 		plant()
 		framework.WaitFor(t, 10*time.Second, "K3s's check passing after the guard's repair", func(ctx context.Context) (bool, error) {
 			out, err := cp.NS.Command("iptables", "-t", "filter", "-C", "FORWARD", "-m", "comment", "--comment", seedComment, "-j", "KUBE-ROUTER-FORWARD")
-			return err == nil, fmt.Errorf("%v: %s", err, out)
+			if err != nil {
+				return false, fmt.Errorf("%v: %s", err, out)
+			}
+			return true, nil
 		})
 		waitEvent(t, cp, guard.ReasonRewritten, regexp.MustCompile(`rewrote 1 rule\(s\) .* -> -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT; undo with kube-fence doctor --rollback `+regexp.QuoteMeta(dir)))
 		if v, _, err := g.metric(t.Context(), "kube_fence_doctor_repairs_total", ""); err != nil || v < 1 {
