@@ -227,3 +227,50 @@ func TestDoctorGuard(t *testing.T) {
 		}
 	})
 }
+
+// TestDoctorGuardManifest pins what deploy/doctor/ promises beyond what
+// TestDoctorGuard runs: the probe reaches the loopback --listen address, the
+// pod uses the ServiceAccount rbac.yaml grants, it mounts nothing and does
+// not repair unless the fix/ overlay says so.
+func TestDoctorGuardManifest(t *testing.T) {
+	data, err := os.ReadFile(framework.RepoPath(t, guardManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := &appsv1.DaemonSet{}
+	if err := yaml.UnmarshalStrict(data, ds); err != nil {
+		t.Fatalf("%s: %v", guardManifest, err)
+	}
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	joined := strings.Join(c.Args, " ")
+	if !strings.Contains(joined, "--listen=127.0.0.1:9944") || strings.Contains(joined, "--fix") {
+		t.Errorf("%s: args %q: want --listen=127.0.0.1:9944 and no --fix", guardManifest, c.Args)
+	}
+	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "127.0.0.1" || p.HTTPGet.Port.IntValue() != 9944 || p.HTTPGet.Path != "/healthz" {
+		t.Errorf("%s: liveness probe %+v, want GET 127.0.0.1:9944/healthz", guardManifest, c.LivenessProbe)
+	}
+	if len(pod.Volumes) != 0 || len(c.VolumeMounts) != 0 {
+		t.Errorf("%s: report-only guard mounts %v", guardManifest, pod.Volumes)
+	}
+	objs, err := framework.DecodeManifest(framework.RepoPath(t, guardRBAC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, o := range objs {
+		if m, ok := o.(metav1.Object); ok && m.GetName() == pod.ServiceAccountName && m.GetNamespace() == ds.Namespace {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("%s: serviceAccountName %s/%s is not in %s", guardManifest, ds.Namespace, pod.ServiceAccountName, guardRBAC)
+	}
+	patch, err := os.ReadFile(framework.RepoPath(t, "deploy/doctor/fix/fix-patch.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(patch), "value: --fix") || !strings.Contains(string(patch), "hostPath") {
+		t.Errorf("deploy/doctor/fix/fix-patch.yaml adds no --fix or no rollback directory:\n%s", patch)
+	}
+}
