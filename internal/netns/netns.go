@@ -51,17 +51,6 @@ func New() (*NS, error) {
 	return ns, nil
 }
 
-// Open opens an existing network namespace by path: /proc/PID/ns/net,
-// /run/netns/NAME, or a /proc/PID/fd/N another program holds. Close
-// releases the handle; the namespace lives on with its other holders.
-func Open(path string) (*NS, error) {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	return &NS{handle: h}, nil
-}
-
 // Current returns a handle on the calling process's own network namespace.
 func Current() (*NS, error) {
 	h, err := netns.GetFromPid(os.Getpid())
@@ -185,4 +174,15 @@ func trimNewline(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// Open opens an existing network namespace by path: /proc/PID/ns/net,
+// /run/netns/NAME, or a /proc/PID/fd/N another program holds. Close
+// releases the handle; the namespace lives on with its other holders.
+func Open(path string) (*NS, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	return &NS{handle: h}, nil
 }
