@@ -50,3 +50,8 @@ GOFLAGS="-mod=readonly" GOWORK=off go mod download
 # The agent the e2e tests run, built as the image ships it (static). Building
 # it here fills Go's cache for CGO_ENABLED=0 once, outside the tests' time.
 "$root/hack/build-static.sh" "$root/_output/e2e/kube-fence"
+# The real iptables 1.8.7 (Debian 11) and 1.8.11 (Debian 13) for the doctor's
+# differential tests, beside Debian 12's own 1.8.9 (installed above), in
+# _output/iptables/VERSION/ (never on PATH). Cached; cold about 30 s in all.
+"$root/hack/build-iptables.sh" 1.8.7 >/dev/null
+"$root/hack/build-iptables.sh" 1.8.11 >/dev/null

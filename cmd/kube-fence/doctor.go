@@ -2,21 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
-	"github.com/kube-fence/kube-fence/internal/doctor/repair"
-	"github.com/kube-fence/kube-fence/internal/nlrules"
+	"github.com/kube-fence/kube-fence/internal/doctor/guard"
 )
 
 type doctorFlags struct {
@@ -27,6 +26,10 @@ type doctorFlags struct {
 	rollback     string
 	rollbackFile string
 	watch        bool
+	resync       time.Duration
+	listen       string
+	node         string
+	kubeconfig   string
 	root         string
 }
 
@@ -54,13 +57,19 @@ reported with options and left alone. Before any change it writes a rollback fil
 them. --dry-run shows what --fix would change. It never flushes or deletes a table.
 
 --watch re-checks after every nftables change (and, with --fix, repairs again) for
-tools that put their rule back; see docs/doctor.md for the trade-off.`,
+tools that put their rule back; see docs/doctor.md for the trade-off.
+
+The guard (deploy/doctor/, a DaemonSet) is --watch with --listen, which serves
+Prometheus metrics on /metrics and a health check on /healthz, and --node, which
+reports each new, gone or rewritten finding as a Kubernetes Event on that Node. It
+then logs events instead of printing whole reports.`,
 		Example: `  kube-fence doctor
   kube-fence doctor -o json
   kube-fence doctor --fix --dry-run
   kube-fence doctor --fix --rollback-file /var/lib/kube-fence/doctor-rollback.json
   kube-fence doctor --rollback /var/lib/kube-fence/doctor-rollback.json
-  kube-fence doctor --netns /run/netns/test`,
+  kube-fence doctor --netns /run/netns/test
+  kube-fence doctor --watch --listen 127.0.0.1:9944 --node "$NODE_NAME"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDoctor(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
@@ -74,6 +83,10 @@ tools that put their rule back; see docs/doctor.md for the trade-off.`,
 	fl.StringVar(&f.rollback, "rollback", "", "restore the original rules recorded in this rollback file")
 	fl.StringVar(&f.rollbackFile, "rollback-file", "", "where --fix writes the rollback file (default kube-fence-doctor-rollback-<time>.json in the current directory)")
 	fl.BoolVar(&f.watch, "watch", false, "keep running and re-check on every nftables change")
+	fl.DurationVar(&f.resync, "resync", 5*time.Minute, "with --watch: also re-check after this long without a change (0: only on changes)")
+	fl.StringVar(&f.listen, "listen", "", "with --watch: serve /metrics and /healthz on this host:port")
+	fl.StringVar(&f.node, "node", os.Getenv("NODE_NAME"), "with --watch: report findings as Events on this Node (default $NODE_NAME)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "with --node: kubeconfig file to reach the API server; empty means the in-cluster service account")
 	fl.StringVar(&f.root, "root", "", "filesystem root for the toolchain inventory (testing)")
 	_ = fl.MarkHidden("root")
 	return cmd
@@ -95,165 +108,77 @@ func runDoctor(ctx context.Context, out, errOut io.Writer, f doctorFlags) error 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if f.rollback != "" {
-		return doRollback(out, f)
+		n, err := doctor.Rollback(f.netns, f.rollback)
+		if err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		fmt.Fprintf(out, "rollback: %d rule(s) restored from %s\n", n, f.rollback)
+		return nil
 	}
-	opts := doctor.Options{NetnsPath: f.netns}
-	opts.Toolchain.Root = f.root
-	code, err := checkOnce(ctx, out, errOut, f, opts)
-	if !f.watch || err != nil {
+	log := out
+	if f.output == "json" {
+		log = errOut // keep stdout a single JSON document
+	}
+	c := doctor.Check{
+		Scan:       doctor.Options{NetnsPath: f.netns},
+		Fix:        f.fix,
+		FixOptions: doctor.FixOptions{DryRun: f.dryRun, RollbackFile: f.rollbackFile},
+		JSON:       f.output == "json",
+		Out:        out,
+		Log:        log,
+	}
+	c.Scan.Toolchain.Root = f.root
+	if f.watch {
+		c.Resync = f.resync
+		if err := watchOrGuard(ctx, c, f); err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		return nil
+	}
+	if f.listen != "" {
+		return exitError{code: 2, msg: "--listen only makes sense with --watch"}
+	}
+	res, err := c.Once(ctx)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	if res.Report.Problems() {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// watchOrGuard runs plain --watch, or the guard when it has somewhere to
+// report to.
+func watchOrGuard(ctx context.Context, c doctor.Check, f doctorFlags) error {
+	if f.listen == "" && f.node == "" {
+		return c.Watch(ctx, nil)
+	}
+	g := &guard.Guard{Check: c, Listen: f.listen, Node: f.node, Log: c.Log}
+	g.Check.Out = nil // the guard logs events, not whole reports
+	if f.node != "" {
+		client, err := doctorClient(f.kubeconfig)
 		if err != nil {
 			return err
 		}
-		return exitCode(code)
+		g.Client = client
 	}
-	return watch(ctx, out, errOut, f, opts)
+	return g.Run(ctx)
 }
 
-func exitCode(code int) error {
-	if code == 0 {
-		return nil
+func doctorClient(kubeconfig string) (kubernetes.Interface, error) {
+	var (
+		config *rest.Config
+		err    error
+	)
+	if kubeconfig != "" {
+		config, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		config, err = rest.InClusterConfig()
 	}
-	return exitError{code: code}
-}
-
-// checkOnce scans, repairs when asked, and prints the report; it returns
-// the exit status the report calls for.
-func checkOnce(ctx context.Context, out, errOut io.Writer, f doctorFlags, opts doctor.Options) (int, error) {
-	if f.fix {
-		if err := fix(out, f); err != nil {
-			return 2, exitError{code: 2, msg: err.Error()}
-		}
-	}
-	rep, err := doctor.Scan(ctx, opts)
 	if err != nil {
-		return 2, exitError{code: 2, msg: "scan failed: " + err.Error()}
+		return nil, fmt.Errorf("API server configuration for --node: %w", err)
 	}
-	if f.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 2, err
-		}
-	} else if err := doctor.WriteText(out, rep); err != nil {
-		return 2, err
-	}
-	if rep.Problems() {
-		return 1, nil
-	}
-	return 0, nil
-}
-
-func fix(out io.Writer, f doctorFlags) error {
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	c, err := nlrules.Dial(ns.FD())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rs, err := c.Read()
-	if err != nil {
-		return fmt.Errorf("read ruleset: %w", err)
-	}
-	props, skipped := repair.Plan(rs)
-	w := out
-	if f.output == "json" {
-		w = os.Stderr // keep stdout a single JSON document
-	}
-	for _, p := range props {
-		fmt.Fprintf(w, "fix: %s %s handle %d (position %d) -> %s\n", p.Old.Table, p.Old.Chain, p.Old.Handle, p.Old.Index, p.Describe)
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(w, "fix: left alone: %s\n", s)
-	}
-	if f.dryRun || len(props) == 0 {
-		if len(props) == 0 {
-			fmt.Fprintln(w, "fix: nothing to rewrite")
-		} else {
-			fmt.Fprintln(w, "fix: dry run, nothing changed")
-		}
-		return nil
-	}
-	stamp := time.Now().UTC().Format("20060102T150405.000")
-	path := f.rollbackFile
-	if path == "" {
-		path = "kube-fence-doctor-rollback-" + stamp + ".json"
-	} else if _, err := os.Stat(path); err == nil {
-		// Never overwrite an earlier rollback file (--watch repairs again).
-		path = strings.TrimSuffix(path, ".json") + "-" + stamp + ".json"
-	}
-	if err := repair.Fix(c, rs, props, path, f.netns); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "fix: %d rule(s) rewritten in one transaction; undo with: kube-fence doctor --rollback %s\n", len(props), path)
-	return nil
-}
-
-func doRollback(out io.Writer, f doctorFlags) error {
-	rf, err := repair.ReadRollback(f.rollback)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer ns.Close()
-	c, err := nlrules.Dial(ns.FD())
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer c.Close()
-	n, err := repair.Rollback(c, rf)
-	if err != nil {
-		return exitError{code: 2, msg: "rollback: " + err.Error()}
-	}
-	fmt.Fprintf(out, "rollback: %d rule(s) restored from %s\n", n, f.rollback)
-	return nil
-}
-
-func watch(ctx context.Context, out, errOut io.Writer, f doctorFlags, opts doctor.Options) error {
-	ns, err := doctor.OpenNamespace(f.netns)
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	defer ns.Close()
-	changes, err := nlrules.Changes(ctx, ns.FD())
-	if err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-changes:
-			if !ok {
-				return nil
-			}
-		}
-		// Let a burst of transactions (a tool restoring many rules) settle.
-		time.Sleep(200 * time.Millisecond)
-		for drained := false; !drained; {
-			select {
-			case _, ok := <-changes:
-				if !ok {
-					return nil
-				}
-			default:
-				drained = true
-			}
-		}
-		fmt.Fprintf(errOut, "--- nftables changed at %s, checking again\n", time.Now().Format(time.RFC3339))
-		if _, err := checkOnce(ctx, out, errOut, f, opts); err != nil {
-			var ex exitError
-			if errors.As(err, &ex) {
-				fmt.Fprintln(errOut, "kube-fence:", ex.msg)
-				continue
-			}
-			return err
-		}
-	}
+	config.UserAgent = "kube-fence-doctor"
+	return kubernetes.NewForConfig(config)
 }

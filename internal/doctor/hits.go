@@ -1,6 +1,9 @@
 package doctor
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // hits names the programs a finding breaks and how, from its chain and
 // what the modelled versions do.
@@ -23,10 +26,21 @@ func hits(f *Finding) []string {
 		out = append(out, fmt.Sprintf("every tool and person running `iptables -t %s -S`/`-L` gets exit 1; iptables-save silently leaves the %s table out, so save/restore based tools (kube-router, kube-proxy, Calico in iptables mode) work from a dump without it", f.Table, f.Table))
 	}
 	for _, v := range []string{"1.8.7", "1.8.8", "1.8.9", "1.8.10", "1.8.11"} {
-		if m := f.IPTables[v].MisreadAs; m != "" {
-			out = append(out, fmt.Sprintf("iptables %s reads this rule as `%s`: an iptables-save | iptables-restore round trip (kube-router, kube-proxy) rewrites it so, and `-C`/`-D` with that spec match it", v, m))
-			break
+		o := f.IPTables[v]
+		if o.MisreadAs == "" {
+			continue
 		}
+		var what []string
+		if o.Save == "ok" {
+			what = append(what, "an iptables-save | iptables-restore round trip (kube-router, kube-proxy) rewrites it so")
+		}
+		if strings.Contains(o.Note, "compare interface masks") {
+			what = append(what, "its `-C`/`-D` find the rule by no spec at all")
+		} else {
+			what = append(what, "`-C`/`-D` with that spec match it")
+		}
+		out = append(out, fmt.Sprintf("iptables %s reads this rule as `%s`: %s", v, o.MisreadAs, strings.Join(what, ", and ")))
+		break
 	}
 	return out
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"sort"
 	"strconv"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/kube-fence/kube-fence/internal/doctor/iptmodel"
@@ -33,66 +31,14 @@ type Options struct {
 	SkipToolchain bool
 }
 
-// Namespace is an open handle on the namespace a scan or repair works in.
-type Namespace struct {
-	fd int // -1: the caller's own
-}
-
-// OpenNamespace opens path, or the current namespace when path is empty.
-func OpenNamespace(path string) (*Namespace, error) {
-	if path == "" {
-		return &Namespace{fd: -1}, nil
-	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	return &Namespace{fd: fd}, nil
-}
-
-// FD is the namespace descriptor, -1 for the caller's own.
-func (n *Namespace) FD() int { return n.fd }
-
-// Close releases the descriptor.
-func (n *Namespace) Close() error {
-	if n.fd >= 0 {
-		return unix.Close(n.fd)
-	}
-	return nil
-}
-
-// Do runs f on a thread inside the namespace.
-func (n *Namespace) Do(f func() error) error {
-	if n.fd < 0 {
-		return f()
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := vnetns.Get()
-	if err != nil {
-		return fmt.Errorf("get current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := vnetns.Set(vnetns.NsHandle(n.fd)); err != nil {
-		return fmt.Errorf("enter network namespace: %w", err)
-	}
-	ferr := f()
-	if err := vnetns.Set(orig); err != nil {
-		// Keep the thread locked so the runtime retires it.
-		runtime.LockOSThread()
-		return fmt.Errorf("leave network namespace: %w", err)
-	}
-	return ferr
-}
-
 // Scan reads the ruleset of the namespace and builds the report.
 func Scan(ctx context.Context, o Options) (*Report, error) {
-	ns, err := OpenNamespace(o.NetnsPath)
+	ns, err := openNamespace(o.NetnsPath)
 	if err != nil {
 		return nil, err
 	}
-	defer ns.Close()
-	conn, err := nlrules.Dial(ns.FD())
+	defer ns.close()
+	conn, err := nlrules.Dial(ns.fd())
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +47,7 @@ func Scan(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read ruleset: %w", err)
 	}
-	rep := Analyze(rs, newSetReader(ns.FD()))
+	rep := Analyze(rs, newSetReader(ns.fd()))
 	if !o.SkipToolchain {
 		if b := toolchain.FindBinaries(ctx, o.Toolchain); b != nil {
 			rep.Binaries = b
@@ -109,14 +55,18 @@ func Scan(ctx context.Context, o Options) (*Report, error) {
 	}
 	var ipsets []string
 	var ipsetNote string
-	_ = ns.Do(func() error {
+	// The legacy tables and ipsets are read in the scanned namespace; a
+	// failure to enter it must not report the caller's own instead.
+	if err := ns.do(func() error {
 		rep.Legacy = toolchain.ReadLegacy()
 		if rep.Legacy.Tables == nil {
 			rep.Legacy.Tables = []string{}
 		}
 		ipsets, ipsetNote = toolchain.IPSets(ctx)
 		return nil
-	})
+	}); err != nil {
+		return nil, fmt.Errorf("read legacy tables and ipsets: %w", err)
+	}
 	if ipsetNote != "" {
 		rep.Notes = append(rep.Notes, ipsetNote)
 	}

@@ -175,3 +175,14 @@ func trimNewline(b []byte) []byte {
 	}
 	return b
 }
+
+// Open opens an existing network namespace by path: /proc/PID/ns/net,
+// /run/netns/NAME, or a /proc/PID/fd/N another program holds. Close
+// releases the handle; the namespace lives on with its other holders.
+func Open(path string) (*NS, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	return &NS{handle: h}, nil
+}

@@ -24,6 +24,9 @@ func (d *decoder) cmp(i int, e *expr.Cmp) {
 		switch r.base {
 		case expr.PayloadBaseLLHeader:
 			d.ignore(i) // only ebtables reads link-layer payloads
+			if d.v.linkLayerAsNetwork() {
+				d.cmpNetwork(i, r, e) // ... but old releases read them as IP header offsets
+			}
 		case expr.PayloadBaseNetworkHeader:
 			d.cmpNetwork(i, r, e)
 		case expr.PayloadBaseTransportHeader:
@@ -34,7 +37,7 @@ func (d *decoder) cmp(i int, e *expr.Cmp) {
 	}
 	if d.cleared {
 		// 1.8.7/1.8.8 track one load context that a cmp consumes.
-		if s := slot(e.Register); s >= 0 {
+		if s := d.slot(e.Register); s >= 0 {
 			d.regs[s] = reg{writer: -1}
 			delete(d.actual, s)
 		}
@@ -61,12 +64,25 @@ func (d *decoder) cmpMeta(i int, r *reg, e *expr.Cmp) {
 		c.in, c.inInv = ifname(r.metaKey, e.Data), neq
 	case expr.MetaKeyOIFNAME, expr.MetaKeyOIF, expr.MetaKeyBRIOIFNAME:
 		c.out, c.outInv = ifname(r.metaKey, e.Data), neq
+	case expr.MetaKeyMARK, expr.MetaKeyPKTTYPE:
+		if !d.v.decodesMetaMatches() {
+			d.ignore(i) // verified: 1.8.7 skips both
+			return
+		}
+		d.cmpMetaMatch(r, e)
+	default:
+		d.fail(i, d.metaKeyError())
+	}
+}
+
+func (d *decoder) cmpMetaMatch(r *reg, e *expr.Cmp) {
+	c := &d.out.cmd
+	neq := e.Op == expr.CmpOpNeq
+	switch r.metaKey {
 	case expr.MetaKeyMARK:
 		c.matches = append(c.matches, xtMatch{name: "mark", mark: le32(e.Data), mask: maskOr(r), inv: neq})
 	case expr.MetaKeyPKTTYPE:
 		c.matches = append(c.matches, xtMatch{name: "pkttype", pkttype: first(e.Data), inv: neq})
-	default:
-		d.fail(i, d.metaKeyError())
 	}
 }
 
@@ -81,7 +97,18 @@ func (d *decoder) cmpNetwork(i int, r *reg, e *expr.Cmp) {
 			c.dst, c.dstMask, c.dstInv = e.Data, r.mask, neq
 		case 6:
 			c.proto, c.protoInv = first(e.Data), neq
+			if d.v.decodesTTL() {
+				// Verified in 1.8.9 and 1.8.11: the next-header case falls
+				// through into the hop limit one, so `ip6 nexthdr tcp`
+				// reads as `-p tcp -m hl --hl-eq 6`.
+				c.matches = append(c.matches, xtMatch{name: "hl", ttlOp: e.Op, ttl: first(e.Data)})
+				d.ignore(i)
+			}
 		case 7:
+			if !d.v.decodesTTL() {
+				d.ignore(i)
+				return
+			}
 			c.matches = append(c.matches, xtMatch{name: "hl", ttlOp: e.Op, ttl: first(e.Data)})
 		default:
 			d.fail(i, "unknown payload offset")
@@ -98,6 +125,10 @@ func (d *decoder) cmpNetwork(i int, r *reg, e *expr.Cmp) {
 	case 6:
 		c.frag, c.fragInv = true, r.bitwise && e.Op == expr.CmpOpEq
 	case 8:
+		if !d.v.decodesTTL() {
+			d.ignore(i)
+			return
+		}
 		if !ttlOK(e.Op, first(e.Data)) {
 			d.fail(i, "invalid ttl field match")
 			return
@@ -121,6 +152,10 @@ func ttlOK(op expr.CmpOp, v byte) bool {
 
 func (d *decoder) cmpTransport(i int, r *reg, op expr.CmpOp, data []byte) {
 	c := &d.out.cmd
+	if !d.v.decodesTransport() {
+		d.ignore(i)
+		return
+	}
 	switch c.proto {
 	case unix.IPPROTO_TCP, unix.IPPROTO_UDP:
 	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
@@ -159,7 +194,10 @@ func (d *decoder) icmp(i int, r *reg, data []byte) {
 	switch r.offset {
 	case 0:
 		c.icmpType, c.hasICMP = int(data[0]), true
-		if len(data) > 2 {
+		switch {
+		case len(data) == 2: // nft compares type and code at once
+			c.icmpCode, c.hasICMPCode = int(data[1]), true
+		case len(data) > 2:
 			d.fail(i, "unexpected RHS data length")
 		}
 	case 1:
@@ -244,7 +282,13 @@ func maskOr(r *reg) uint32 {
 
 func ifname(key expr.MetaKey, data []byte) string {
 	if key == expr.MetaKeyIIF || key == expr.MetaKeyOIF {
-		return "if#" + itoa(int(le32(data)))
+		// iptables names the index in its own namespace; loopback is 1
+		// in every namespace, other indexes depend on the node.
+		if i := le32(data); i == 1 {
+			return "lo"
+		} else {
+			return "if#" + itoa(int(i))
+		}
 	}
 	n := len(data)
 	for n > 0 && data[n-1] == 0 {

@@ -8,11 +8,15 @@ import (
 
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
 )
 
 // command is the iptables rule a decoder built, to show what a misread
 // rule turns into.
 type command struct {
+	family               byte
+	unstatableWhy        string // set by the decoder for readings no option states
+	icmpAnyNumeric       bool   // 1.8.11 prints "any type, code C" as 255/C
 	proto                byte
 	protoInv             bool
 	src, dst             []byte
@@ -77,7 +81,9 @@ func (c *command) addPort(src bool, op expr.CmpOp, lo, hi uint16) {
 	}
 }
 
-var protoNames = map[byte]string{1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre", 50: "esp", 51: "ah", 136: "udplite"}
+// protoNames are the names iptables-save prints (its own table, then
+// Debian's /etc/protocols).
+var protoNames = map[byte]string{1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 58: "ipv6-icmp", 108: "ipcomp", 132: "sctp", 47: "gre", 50: "esp", 51: "ah", 136: "udplite"}
 
 func not(inv bool) string {
 	if inv {
@@ -86,24 +92,42 @@ func not(inv bool) string {
 	return ""
 }
 
-func addr(a, mask []byte) string {
-	ip := net.IP(a)
-	ones := 8 * len(a)
-	if mask != nil {
-		ones, _ = net.IPMask(mask).Size()
+// addr renders an address the way iptables-save does. nft compares only
+// the bytes of a byte-aligned prefix (10.0.0.0/8 is a 1-byte compare), so
+// a short value is a prefix of its length; a mask that is no prefix is
+// printed whole.
+func addr(a, mask []byte, size int) string {
+	full := make([]byte, size)
+	copy(full, a)
+	m := make([]byte, size)
+	switch {
+	case mask != nil:
+		copy(m, mask)
+	default:
+		for i := 0; i < len(a) && i < size; i++ {
+			m[i] = 0xff
+		}
 	}
-	return fmt.Sprintf("%s/%d", ip, ones)
+	ip := net.IP(full)
+	if ones, bits := net.IPMask(m).Size(); bits != 0 {
+		return fmt.Sprintf("%s/%d", ip, ones)
+	}
+	return fmt.Sprintf("%s/%s", ip, net.IP(m))
 }
 
 // String renders the command the way iptables-save prints a rule, without
 // the leading "-A CHAIN".
 func (c *command) String() string {
 	var p []string
+	size := 4
+	if c.family == unix.NFPROTO_IPV6 {
+		size = 16
+	}
 	if c.src != nil {
-		p = append(p, not(c.srcInv)+"-s "+addr(c.src, c.srcMask))
+		p = append(p, not(c.srcInv)+"-s "+addr(c.src, c.srcMask, size))
 	}
 	if c.dst != nil {
-		p = append(p, not(c.dstInv)+"-d "+addr(c.dst, c.dstMask))
+		p = append(p, not(c.dstInv)+"-d "+addr(c.dst, c.dstMask, size))
 	}
 	if c.in != "" {
 		p = append(p, not(c.inInv)+"-i "+c.in)
@@ -137,14 +161,22 @@ func (c *command) String() string {
 			m = append(m, not(pr.r.inv)+pr.opt+" "+v)
 		}
 		if c.hasTCPFlags {
-			m = append(m, fmt.Sprintf("%s--tcp-flags 0x%02x 0x%02x", not(c.tcpFlagsInv), c.tcpMask, c.tcpFlags))
+			m = append(m, fmt.Sprintf("%s--tcp-flags %s %s", not(c.tcpFlagsInv), tcpFlagNames(c.tcpMask), tcpFlagNames(c.tcpFlags)))
 		}
 		p = append(p, strings.Join(m, " "))
 	}
 	if c.hasICMP {
-		t := "-m icmp --icmp-type " + itoa(c.icmpType)
-		if c.hasICMPCode {
-			t += "/" + itoa(c.icmpCode)
+		t := "-m icmp --icmp-type "
+		if c.family == unix.NFPROTO_IPV6 {
+			t = "-m icmp6 --icmpv6-type "
+		}
+		switch {
+		case c.icmpType == 255 && c.family != unix.NFPROTO_IPV6 && !(c.icmpAnyNumeric && c.hasICMPCode):
+			t += "any"
+		case c.hasICMPCode:
+			t += itoa(c.icmpType) + "/" + itoa(c.icmpCode)
+		default:
+			t += itoa(c.icmpType)
 		}
 		p = append(p, t)
 	}
@@ -170,13 +202,21 @@ func (m xtMatch) String() string {
 		}
 		return s
 	case "pkttype":
-		return fmt.Sprintf("-m pkttype %s--pkt-type %d", not(m.inv), m.pkttype)
+		name := map[byte]string{0: "unicast", 1: "broadcast", 2: "multicast"}[m.pkttype]
+		if name == "" {
+			name = itoa(int(m.pkttype))
+		}
+		return fmt.Sprintf("-m pkttype %s--pkt-type %s", not(m.inv), name)
 	case "ttl", "hl":
 		op := map[expr.CmpOp]string{expr.CmpOpEq: "eq", expr.CmpOpNeq: "eq", expr.CmpOpLt: "lt", expr.CmpOpGt: "gt", expr.CmpOpLte: "lt", expr.CmpOpGte: "gt"}[m.ttlOp]
 		return fmt.Sprintf("-m %s %s--%s-%s %d", m.name, not(m.ttlOp == expr.CmpOpNeq), m.name, op, m.ttl)
 	case "limit":
 		if m.limit != nil && m.limit.Rate != 0 {
-			return fmt.Sprintf("-m limit --limit %d/%s", m.limit.Rate, map[expr.LimitTime]string{1: "sec", 60: "min", 3600: "hour", 86400: "day"}[m.limit.Unit])
+			s := fmt.Sprintf("-m limit --limit %d/%s", m.limit.Rate, map[expr.LimitTime]string{1: "sec", 60: "min", 3600: "hour", 86400: "day"}[m.limit.Unit])
+			if m.limit.Burst != 0 && m.limit.Burst != 5 { // 5: the match's default, not printed
+				s += fmt.Sprintf(" --limit-burst %d", m.limit.Burst)
+			}
+			return s
 		}
 		return "-m limit"
 	case "comment":
@@ -236,6 +276,49 @@ func addrTypes(mask uint16) string {
 		if mask&(1<<uint(i)) != 0 {
 			n = append(n, name)
 		}
+	}
+	return strings.Join(n, ",")
+}
+
+// unstatable says why no iptables command line can state the rule as
+// read, or "" when one can: -C/-D with any spec then miss the rule, and
+// iptables-save prints something else.
+func (c *command) unstatable() string {
+	switch {
+	case c.unstatableWhy != "":
+		return c.unstatableWhy
+	case c.outInv && c.out == "", c.inInv && c.in == "":
+		return "an inverted empty interface name"
+	case c.protoInv && c.proto == 0:
+		return "an inverted protocol 0"
+	}
+	for _, m := range c.matches {
+		if m.name == "limit" && m.limit != nil && limitTooFast(m.limit) {
+			return "a packet rate above the 10000/s iptables' limit match accepts"
+		}
+	}
+	return ""
+}
+
+func limitTooFast(l *expr.Limit) bool {
+	unit := uint64(l.Unit)
+	if unit == 0 {
+		unit = 1
+	}
+	return l.Rate > 10000*unit
+}
+
+// tcpFlagNames prints flags as iptables-save does: FIN,SYN,RST,PSH,ACK,URG
+// in that order, NONE for none.
+func tcpFlagNames(f byte) string {
+	var n []string
+	for i, name := range []string{"FIN", "SYN", "RST", "PSH", "ACK", "URG"} {
+		if f&(1<<uint(i)) != 0 {
+			n = append(n, name)
+		}
+	}
+	if len(n) == 0 {
+		return "NONE"
 	}
 	return strings.Join(n, ",")
 }

@@ -1,6 +1,8 @@
 package iptmodel
 
 import (
+	"fmt"
+
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -41,6 +43,17 @@ func slot(r uint32) int {
 	return -1
 }
 
+// slot is the register slot iptables files register r under. Before
+// 1.8.9 the decoder kept one load context whatever the register (verified
+// in 1.8.7: `jhash ip saddr mod 2 0`, which loads into register 2 and
+// compares register 1, reads as `-s 0.0.0.0/32`).
+func (d *decoder) slot(r uint32) int {
+	if !d.v.fatalErrors() && r != 0 && slot(r) >= 0 {
+		return 1
+	}
+	return slot(r)
+}
+
 // DecodeError is one message the decoder prints ("Error: <Msg>").
 type DecodeError struct {
 	Index int    `json:"index"` // expression at fault
@@ -63,10 +76,14 @@ type decoder struct {
 	actual  map[int]int // register slot -> index of the expression that really wrote it last
 	out     decoded
 	cleared bool // 1.8.7/1.8.8: a cmp consumes the load context
+	// targetFrom is the statement (not a verdict) that set the target, -1.
+	targetFrom int
 }
 
 func decode(v Version, family byte, exprs []expr.Any) decoded {
-	d := &decoder{v: v, family: family, exprs: exprs, actual: map[int]int{}, cleared: !v.fatalErrors()}
+	d := &decoder{v: v, family: family, exprs: exprs, actual: map[int]int{}, cleared: !v.fatalErrors(), targetFrom: -1}
+	d.out.cmd.family = family
+	d.out.cmd.icmpAnyNumeric = v == V1811 // verified: 1.8.9 prints "any", 1.8.11 "255/0"
 	for i := range d.regs {
 		d.regs[i].writer = -1
 	}
@@ -87,7 +104,7 @@ func (d *decoder) fail(i int, msg string) {
 func (d *decoder) ignore(i int) { d.out.ignored = append(d.out.ignored, i) }
 
 func (d *decoder) sreg(r uint32) *reg {
-	s := slot(r)
+	s := d.slot(r)
 	if s < 0 {
 		return nil
 	}
@@ -96,7 +113,7 @@ func (d *decoder) sreg(r uint32) *reg {
 
 // dreg returns a register for a load iptables understands, cleared.
 func (d *decoder) dreg(i int, r uint32) *reg {
-	s := slot(r)
+	s := d.slot(r)
 	if s < 0 {
 		return nil
 	}
@@ -108,7 +125,7 @@ func (d *decoder) dreg(i int, r uint32) *reg {
 // wrote records a load iptables skips: the register keeps what iptables
 // thinks, but the value in the kernel came from expression i.
 func (d *decoder) wrote(i int, r uint32) {
-	if s := slot(r); s >= 0 {
+	if s := d.slot(r); s >= 0 {
 		d.actual[s] = i
 	}
 }
@@ -116,7 +133,7 @@ func (d *decoder) wrote(i int, r uint32) {
 // stale reports whether iptables would read a register another expression
 // overwrote behind its back.
 func (d *decoder) stale(r uint32) bool {
-	s := slot(r)
+	s := d.slot(r)
 	if s < 0 {
 		return false
 	}
@@ -170,6 +187,11 @@ func (d *decoder) step(i int, e expr.Any) {
 		d.out.cmd.target = "NFLOG"
 		if e.Key&(1<<unix.NFTA_LOG_GROUP) == 0 {
 			d.ignore(i) // a syslog log read as NFLOG
+			if !d.v.logWithGroupListed() {
+				// Verified in 1.8.7: neither -j NFLOG nor any of its
+				// options matches what it builds from a syslog log.
+				d.out.cmd.unstatableWhy = "an NFLOG target that no -j NFLOG option reproduces"
+			}
 		}
 	case *expr.Range:
 		d.rng(i, e)
@@ -219,6 +241,14 @@ func (d *decoder) metaSet(i int, e *expr.Meta) {
 	if r == nil {
 		return
 	}
+	if e.Key == expr.MetaKeyMARK && d.v.metaMarkSet() {
+		if r.typ != regImmediate {
+			d.fail(i, "meta sreg is not an immediate")
+			return
+		}
+		d.setTarget(i, fmt.Sprintf("MARK --set-xmark 0x%x/0xffffffff", le32(r.imm)))
+		return
+	}
 	if e.Key != expr.MetaKeyNFTRACE {
 		d.fail(i, "meta sreg key not supported")
 		return
@@ -231,7 +261,17 @@ func (d *decoder) metaSet(i int, e *expr.Meta) {
 		d.fail(i, "trace is cleared")
 		return
 	}
-	d.out.cmd.target = "TRACE"
+	d.setTarget(i, "TRACE")
+}
+
+// setTarget records the rule's target. iptables keeps one: a later one
+// (a verdict after `meta mark set`) replaces it, and the statement that
+// set the first is lost from iptables' view.
+func (d *decoder) setTarget(i int, target string) {
+	if d.targetFrom >= 0 {
+		d.ignore(d.targetFrom)
+	}
+	d.out.cmd.target, d.targetFrom = target, i
 }
 
 func (d *decoder) bitwise(i int, e *expr.Bitwise) {
@@ -248,7 +288,7 @@ func (d *decoder) bitwise(i int, e *expr.Bitwise) {
 	}
 	if d.stale(e.SourceRegister) {
 		d.wrote(i, e.DestRegister)
-	} else if s := slot(e.DestRegister); s >= 0 {
+	} else if s := d.slot(e.DestRegister); s >= 0 {
 		d.actual[s] = dst.writer
 	}
 	if len(e.Xor) > 16 {
@@ -264,6 +304,10 @@ func (d *decoder) bitwise(i int, e *expr.Bitwise) {
 }
 
 func (d *decoder) verdict(i int, e *expr.Verdict) {
+	if d.targetFrom >= 0 && e.Kind != expr.VerdictKind(unix.NFT_CONTINUE) {
+		d.ignore(d.targetFrom)
+		d.targetFrom = -1
+	}
 	switch e.Kind {
 	case expr.VerdictAccept:
 		d.out.cmd.target = "ACCEPT"

@@ -14,6 +14,9 @@
 // "wt0" ct state established,related accept` does not fail in 1.8.9, it is
 // misread, since the ct load it skips leaves the oifname load in place.
 //
-// 1.8.9 is checked against the real binary by the doctor's differential
-// test; the other versions follow the documented changes (see Facts).
+// 1.8.7, 1.8.9 and 1.8.11 are checked against their real binaries, ip and
+// ip6, by the doctor's differential tests (Verified); 1.8.8 and 1.8.10,
+// which no Debian release ships, are modelled between their neighbours.
+// Each version difference is a method of Version saying which release
+// showed it.
 package iptmodel

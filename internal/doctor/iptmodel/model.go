@@ -2,6 +2,7 @@ package iptmodel
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,13 @@ type RuleResult struct {
 	// differs from what the kernel does.
 	Misread   bool
 	MisreadAs string
+	// Unstatable, for a misread rule, says why no iptables command line
+	// states the rule as read (MisreadAs is then empty): -C/-D with any
+	// spec miss it.
+	Unstatable string
+	// IfaceMaskMiss: the version's -C and -D cannot find the rule by any
+	// spec because its interface names were written by nft.
+	IfaceMaskMiss bool
 	// Ignored are the expressions skipped or misapplied.
 	Ignored []int
 }
@@ -56,7 +64,12 @@ func Rule(v Version, family byte, exprs []expr.Any) RuleResult {
 	res.Ignored = d.ignored
 	if len(d.ignored) > 0 && len(d.errs) == 0 {
 		res.Misread = true
-		res.MisreadAs = d.cmd.String()
+		if why := d.cmd.unstatable(); why != "" {
+			res.Unstatable = why
+		} else {
+			res.MisreadAs = d.cmd.String()
+		}
+		res.IfaceMaskMiss = v.checkComparesIfaceMask() && (d.cmd.in != "" || d.cmd.out != "")
 	}
 	return res
 }
@@ -108,12 +121,20 @@ func CheckReaching(v Version, r RuleResult) Result {
 	return Result{Exit: 0}
 }
 
-// CheckNote warns about version quirks of -C that this rule triggers.
+// CheckNote warns about version quirks of -C that this rule triggers, and
+// says when a misread rule cannot be stated.
 func CheckNote(v Version, r RuleResult, decodedHasIface bool) string {
-	if v.checkIgnoresInterfaces() && decodedHasIface {
-		return "1.8.11's -C ignores -i/-o: a rule differing only in interfaces satisfies the check"
+	var notes []string
+	if r.Unstatable != "" {
+		notes = append(notes, fmt.Sprintf("reads the rule as one with %s, which no iptables command line states: -C/-D with any spec miss it", r.Unstatable))
 	}
-	return ""
+	if r.IfaceMaskMiss {
+		notes = append(notes, v.String()+"'s -C/-D compare interface masks and never match a rule whose interface name nft wrote, whatever the spec")
+	}
+	if v.checkIgnoresInterfaces() && decodedHasIface {
+		notes = append(notes, "1.8.11's -C ignores -i/-o: a rule differing only in interfaces satisfies the check")
+	}
+	return strings.Join(notes, "; ")
 }
 
 // TableRule is one rule of a table in iptables' listing order.
@@ -159,6 +180,9 @@ func TableOf(v Version, family byte, table string, rules []TableRule, bases []Ba
 	for _, b := range bases {
 		if !builtinChain(table, b) {
 			tainted = true
+			if !v.taintWarns() {
+				incompatible = true
+			}
 		}
 	}
 	var firstErr string
@@ -175,6 +199,7 @@ func TableOf(v Version, family byte, table string, rules []TableRule, bases []Ba
 	case incompatible:
 		return TableResult{
 			Incompatible: true,
+			Tainted:      tainted,
 			List:         Result{Exit: 1, Error: fmt.Sprintf("table `%s' is incompatible, use 'nft' tool.", table)},
 			Save:         Save{Outcome: "table omitted", Line: fmt.Sprintf("# Table `%s' is incompatible, use 'nft' tool.", table)},
 		}

@@ -2,6 +2,7 @@ package iptmodel
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables/expr"
@@ -49,6 +50,16 @@ func TestDocumentedFacts(t *testing.T) {
 		&expr.Cmp{Register: 1, Data: []byte{0xb8}}))
 	skuid := rule(one(&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, &expr.Cmp{Register: 1, Data: u32(0)}))
 	rng := rule(one(&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1}, &expr.Range{Register: 1, FromData: []byte{0, 1}, ToData: []byte{0, 9}}))
+	tcpDport80 := rule(one(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}, &expr.Cmp{Register: 1, Data: []byte{0, 80}}))
+	mark := rule(one(&expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, &expr.Cmp{Register: 1, Data: u32(0x10)}))
+	jhash := rule(one(&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: 2}, &expr.Cmp{Register: 1, Data: u32(0)}))
+	etherType := rule(one(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2}, &expr.Cmp{Register: 1, Data: []byte{8, 0}}))
+	nexthdr := rule(one(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 1}, &expr.Cmp{Register: 1, Data: []byte{unix.IPPROTO_TCP}}))
+	markSet := []expr.Any{&expr.Immediate{Register: 1, Data: u32(1)}, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}}
+	markSetAccept := append(append([]expr.Any{}, markSet...), &expr.Counter{}, accept)
+	ip6 := byte(unix.NFPROTO_IPV6)
 
 	cases := []struct {
 		name      string
@@ -74,6 +85,15 @@ func TestDocumentedFacts(t *testing.T) {
 		{"meta skuid, 1.8.9", V189, ip, skuid, 3, "unknown ipv4 meta key", ""},
 		{"meta skuid, ip6 table", V189, unix.NFPROTO_IPV6, skuid, 3, "unknown ipv6 meta key", ""},
 		{"range on an unknown load", V189, ip, rng, 3, "range sreg undef", ""},
+		// Verified against the real binaries (TestDifferential):
+		{"tcp dport, 1.8.7 skips transport compares", V187, ip, tcpDport80, 0, "", "-p tcp -j ACCEPT"},
+		{"meta mark, 1.8.7 skips it", V187, ip, mark, 0, "", "-j ACCEPT"},
+		{"jhash, 1.8.7 has one load context", V187, ip, jhash, 0, "", "-s 0.0.0.0/32 -j ACCEPT"},
+		{"ether type, 1.8.7 reads IP header offsets", V187, ip, etherType, 0, "", "-s 8.0.0.0/16 -j ACCEPT"},
+		{"ip6 nexthdr, 1.8.9 falls into hop limit", V189, ip6, nexthdr, 0, "", "-p tcp -m hl --hl-eq 6 -j ACCEPT"},
+		{"ip6 nexthdr, 1.8.11 too", V1811, ip6, nexthdr, 0, "", "-p tcp -m hl --hl-eq 6 -j ACCEPT"},
+		{"meta mark set, 1.8.9 fails", V189, ip, markSet, 3, "meta sreg key not supported", ""},
+		{"meta mark set then accept, 1.8.11 keeps only the verdict", V1811, ip, markSetAccept, 0, "", "-j ACCEPT"},
 	}
 	for _, c := range cases {
 		res := Rule(c.v, c.family, c.exprs)
@@ -139,5 +159,31 @@ func TestCheckNote1811(t *testing.T) {
 	res := Rule(V1811, unix.NFPROTO_IPV4, rule(oifname("eth0")))
 	if CheckNote(V1811, res, true) == "" || CheckNote(V189, res, true) != "" {
 		t.Error("only 1.8.11's -C ignores interfaces")
+	}
+}
+
+func TestMetaMarkSet1811(t *testing.T) {
+	set := []expr.Any{&expr.Immediate{Register: 1, Data: u32(1)}, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}}
+	if got := Command(V1811, unix.NFPROTO_IPV4, set); got != "-j MARK --set-xmark 0x1/0xffffffff" {
+		t.Errorf("1.8.11 reads meta mark set 0x1 as %q", got)
+	}
+	if r := Rule(V1811, unix.NFPROTO_IPV4, set); r.Broken() {
+		t.Errorf("1.8.11 reads meta mark set 0x1 exactly, yet: %+v", r)
+	}
+	fromCt := []expr.Any{&expr.Ct{Key: expr.CtKeyMARK, Register: 1}, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}}
+	if got := CheckReaching(V1811, Rule(V1811, unix.NFPROTO_IPV4, fromCt)); got.Exit != 3 || got.Error != "meta sreg is not an immediate" {
+		t.Errorf("meta mark set ct mark in 1.8.11: %+v", got)
+	}
+}
+
+func TestUnstatableReadings(t *testing.T) {
+	wt0 := rule(oifname("wt0"), ctState(6))
+	r := Rule(V189, unix.NFPROTO_IPV4, wt0)
+	if !r.Misread || r.MisreadAs != "" || !strings.Contains(CheckNote(V189, r, true), "inverted empty interface") {
+		t.Errorf("1.8.9 oifname wt0 ct state: %+v", r)
+	}
+	r = Rule(V187, unix.NFPROTO_IPV4, wt0)
+	if r.MisreadAs != "-o wt0 -j ACCEPT" || !r.IfaceMaskMiss || !strings.Contains(CheckNote(V187, r, true), "interface masks") {
+		t.Errorf("1.8.7 oifname wt0 ct state: %+v", r)
 	}
 }
