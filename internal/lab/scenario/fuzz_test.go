@@ -68,6 +68,9 @@ func requireProblemsLocated(t *testing.T, data []byte, err error) {
 		t.Fatalf("an InvalidError without problems for:\n%q", data)
 	}
 	for _, p := range ie.Problems {
+		if strings.Contains(p, "%!") {
+			t.Fatalf("problem with a broken format verb: %q\ninput:\n%q", p, data)
+		}
 		if objectProblem.MatchString(p) {
 			continue
 		}

@@ -173,6 +173,7 @@ var parseErrorCases = func() []struct {
 			[]string{"status.podIPs: Forbidden: a hostNetwork pod takes its node's addresses"}},
 		{"YAML boolean", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: y}\n",
 			[]string{`cannot unmarshal bool into Go struct field ObjectMeta.metadata.namespace of type string (unquoted y, n, yes`}},
+		{"null key", "apiVersion: v1\nkind: Pod\n?\n", []string{"document 1 (line 1): a mapping key is null"}},
 		{"unnamed", "apiVersion: v1\nkind: Namespace\nmetadata: {labels: {a: b}}\n", []string{"metadata.name: Required value"}},
 		{"policy protocol", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{protocol: ICMP}]}]\n",
 			[]string{`networkpolicy default/p (document 1 (line 1)): spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP"`}},
