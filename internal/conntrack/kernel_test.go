@@ -375,4 +375,3 @@ func sameFlows(got, want []Flow) bool {
 	}
 	return true
 }
-

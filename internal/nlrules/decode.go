@@ -113,8 +113,8 @@ func (e RawExpr) Decode(family byte) (out expr.Any) {
 		return &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: err}
 	}
 	if imm, ok := x.(*expr.Immediate); ok && imm.Register == unix.NFT_REG_VERDICT && len(imm.Data) == 0 {
-		v := &expr.Verdict{}
-		if err := expr.Unmarshal(family, e.Data, v); err != nil {
+		v, err := decodeVerdict(e.Data)
+		if err != nil {
 			return &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: err}
 		}
 		return v

@@ -47,7 +47,9 @@ func limitPod(ns, name, node string, l string, ips ...netip.Addr) *cluster.Pod {
 	return &cluster.Pod{Namespace: ns, Name: name, Labels: lbls(l), NodeName: node, Phase: corev1.PodRunning, IPs: ips}
 }
 
-func v4(node, i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(node), byte(i >> 8), byte(i)}) }
+func v4(node, i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(node), byte(i >> 8), byte(i)})
+}
 
 // manyPoliciesOnePod: n policies select pod "target"; policy i lets pods
 // labelled client=c<i%50> in on TCP port 1000+i.
@@ -116,7 +118,7 @@ func hugePolicy(nPorts, nPeers int) limitCase {
 		{outside("172.16.0.3"), to, TCP, 5, false},
 		{outside("172.16.0.4"), to, TCP, 1, false},
 		{outside("172.20.1.9"), to, TCP, 60050, true},
-		{outside("172.20.1.4"), to, TCP, 60050, false}, // the except of peer 1
+		{outside("172.20.1.4"), to, TCP, 60050, false},    // the except of peer 1
 		{outside("172.27.204.200"), to, TCP, 60050, true}, // peer 1996's block
 		{Endpoint{member, member.IPs[0]}, to, TCP, 3, true},
 		{Endpoint{stranger, stranger.IPs[0]}, to, TCP, 3, false},
@@ -246,4 +248,3 @@ func BenchmarkObjectsAtTheLimits(b *testing.B) {
 		})
 	}
 }
-

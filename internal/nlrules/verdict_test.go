@@ -1,0 +1,42 @@
+package nlrules
+
+import (
+	"encoding/hex"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/nftext"
+)
+
+// TestVerdicts: every verdict google/nftables encodes decodes to the same
+// value it decodes; a verdict attribute too short to hold a code, which
+// google/nftables v0.3.0 panics on (FuzzParseRule found it), is kept
+// undecoded with an error.
+func TestVerdicts(t *testing.T) {
+	for _, v := range []*expr.Verdict{
+		{Kind: expr.VerdictAccept}, {Kind: expr.VerdictDrop}, {Kind: expr.VerdictReturn},
+		{Kind: expr.VerdictContinue}, {Kind: expr.VerdictBreak},
+		{Kind: expr.VerdictJump, Chain: "KUBE-FENCE-FORWARD"}, {Kind: expr.VerdictGoto, Chain: "x"},
+	} {
+		raw, err := Encode(unix.NFPROTO_INET, "immediate", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &expr.Verdict{}
+		if err := expr.Unmarshal(unix.NFPROTO_INET, raw.Data, want); err != nil {
+			t.Fatal(err)
+		}
+		if got := raw.Decode(unix.NFPROTO_INET); !reflect.DeepEqual(got, want) || !reflect.DeepEqual(got, v) {
+			t.Errorf("%+v: decoded %#v, google/nftables decodes %#v", v, got, want)
+		}
+	}
+	short, _ := hex.DecodeString("0800eaff7f00000010000280080002800800010000000001")
+	got := RawExpr{Name: "immediate", Data: short}.Decode(unix.NFPROTO_IPV4)
+	if u, ok := got.(*nftext.Undecoded); !ok || u.Err == nil || strings.Contains(u.Err.Error(), "panicked") {
+		t.Errorf("a truncated verdict decoded as %#v, want it undecoded with a decoding error", got)
+	}
+}
