@@ -142,8 +142,11 @@ func Encode(family byte, name string, e expr.Any) (RawExpr, error) {
 
 // ownDecoders cover expressions google/nftables v0.3.0 decodes wrongly or
 // not at all: ct (its u8 direction attribute, its set form), rt and
-// byteorder (not implemented).
+// byteorder (not implemented), log and connlimit (it panics on short
+// attributes, see bounded.go).
 var ownDecoders = map[string]func([]byte) (expr.Any, error){
+	"log":       decodeLog,
+	"connlimit": decodeConnlimit,
 	"ct": func(b []byte) (expr.Any, error) {
 		e := &expr.Ct{}
 		err := attrs(b, func(ad *netlink.AttributeDecoder) {
