@@ -264,6 +264,10 @@ func TestCutDeniedKeepAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	listed, err := c.Flows()
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := c.Cut(allowedNow)
 	if err != nil {
 		t.Fatalf("cut: %v", err)
@@ -283,6 +287,14 @@ func TestCutDeniedKeepAllowed(t *testing.T) {
 	}
 	if !sameFlows(res.Cut, want) {
 		t.Errorf("cut %v, want %v", res.Cut, want)
+	}
+	for i := range serverAddrs {
+		want = append(want,
+			Flow{TCP, addrPort(allowed[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 8080)},
+			Flow{UDP, addrPort(allowedUDP[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 9090)})
+	}
+	if !sameFlows(listed, want) {
+		t.Errorf("Flows listed %v before the cut, want the test's 8 flows %v", listed, want)
 	}
 	for _, d := range denied {
 		// The server speaking first must not revive it the other way round.
