@@ -17,8 +17,18 @@ import (
 // panic, every index the model reports must point into the rule, and 1.8.7
 // and 1.8.8, which never fail on a rule, must report no decoder errors.
 func FuzzModel(f *testing.F) {
-	rules := [][]expr.Any{documented.ctEstRel, documented.wt0, documented.fib, documented.rtMTU,
-		documented.dscp, documented.skuid, documented.rng,
+	// The rules of TestDocumentedFacts and TestWhitelistByVersion.
+	rules := [][]expr.Any{
+		rule(ctState(6)),
+		rule(oifname("wt0"), ctState(6)),
+		rule(one(&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true}, &expr.Cmp{Register: 1, Data: u32(2)})),
+		rule(one(&expr.Rt{Register: 1, Key: expr.RtTCPMSS}, &expr.Cmp{Register: 1, Data: u32(1400)})),
+		rule(one(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 1, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xfc}, Xor: []byte{0}},
+			&expr.Cmp{Register: 1, Data: []byte{0xb8}})),
+		rule(one(&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, &expr.Cmp{Register: 1, Data: u32(0)})),
+		rule(one(&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1}, &expr.Range{Register: 1, FromData: []byte{0, 1}, ToData: []byte{0, 9}})),
+		{&expr.Immediate{Register: 1, Data: u32(1)}, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}},
 		{&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: 2}, accept},
 		{&expr.Limit{Type: expr.LimitTypePkts, Rate: 1, Over: true}, accept},
 		rule(oifname("eth0"))}

@@ -36,28 +36,19 @@ func rule(parts ...[]expr.Any) []expr.Any {
 
 func one(e ...expr.Any) []expr.Any { return e }
 
-// documented are the rules of the facts problem.md quotes; the fuzzer starts
-// from them too.
-var documented = struct {
-	ctEstRel, wt0, fib, rtMTU, dscp, skuid, rng []expr.Any
-}{
-	ctEstRel: rule(ctState(6)),
-	wt0:      rule(oifname("wt0"), ctState(6)),
-	fib:      rule(one(&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true}, &expr.Cmp{Register: 1, Data: u32(2)})),
-	rtMTU:    rule(one(&expr.Rt{Register: 1, Key: expr.RtTCPMSS}, &expr.Cmp{Register: 1, Data: u32(1400)})),
-	dscp: rule(one(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 1, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xfc}, Xor: []byte{0}},
-		&expr.Cmp{Register: 1, Data: []byte{0xb8}})),
-	skuid: rule(one(&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, &expr.Cmp{Register: 1, Data: u32(0)})),
-	rng:   rule(one(&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1}, &expr.Range{Register: 1, FromData: []byte{0, 1}, ToData: []byte{0, 9}})),
-}
-
 // TestDocumentedFacts checks the model against the facts problem.md
 // quotes from the iptables history, for the versions no test binary covers.
 func TestDocumentedFacts(t *testing.T) {
 	ip := byte(unix.NFPROTO_IPV4)
-	ctEstRel, wt0, fib, rtMTU, dscp, skuid, rng := documented.ctEstRel, documented.wt0, documented.fib,
-		documented.rtMTU, documented.dscp, documented.skuid, documented.rng
+	ctEstRel := rule(ctState(6))
+	wt0 := rule(oifname("wt0"), ctState(6))
+	fib := rule(one(&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true}, &expr.Cmp{Register: 1, Data: u32(2)}))
+	rtMTU := rule(one(&expr.Rt{Register: 1, Key: expr.RtTCPMSS}, &expr.Cmp{Register: 1, Data: u32(1400)}))
+	dscp := rule(one(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 1, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xfc}, Xor: []byte{0}},
+		&expr.Cmp{Register: 1, Data: []byte{0xb8}}))
+	skuid := rule(one(&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, &expr.Cmp{Register: 1, Data: u32(0)}))
+	rng := rule(one(&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1}, &expr.Range{Register: 1, FromData: []byte{0, 1}, ToData: []byte{0, 9}}))
 
 	cases := []struct {
 		name      string
