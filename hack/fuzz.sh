@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
-require_go
+# Newer lib.sh versions install a Go when none is new enough (ensure_go);
+# older ones only check for one (require_go).
+if declare -F ensure_go >/dev/null; then ensure_go; else require_go; fi
 
 time="${1:-20s}"
 # package and target, one pair a line; keep docs/testing-fuzz.md in step.
