@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance
+.PHONY: test conformance fuzz
 
 test:
 	./hack/test.sh
@@ -10,3 +10,9 @@ conformance:
 	mkdir -p _output
 	go test -count=1 -timeout 60m -v ./test/conformance/ \
 		-conformance.long -conformance.report=$(CURDIR)/_output/conformance.md
+
+# Every fuzz target for FUZZTIME each (default 10m; see docs/testing-fuzz.md).
+# CI runs the same targets for 20s each from hack/test.sh.
+FUZZTIME ?= 10m
+fuzz:
+	./hack/fuzz.sh $(FUZZTIME)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root: installs what
 # the tests need (apt packages, Go modules, the test kube-apiserver), then runs
-# `go test ./...` and prints a summary. Extra arguments go to go test.
+# `go test ./...`, prints a summary, and runs every fuzz target for a short
+# time (hack/fuzz.sh; FUZZTIME sets it, default 20s, 0 skips it). Extra
+# arguments go to go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
@@ -24,6 +26,16 @@ failed=$(grep -c '^FAIL\s' "$log" || true)
 notests=$(grep -c 'no test files' "$log" || true)
 echo "packages: ${passed} passed, ${failed} failed, ${notests} without tests"
 grep -E '^(--- FAIL|FAIL\s)' "$log" || true
+
+fuzztime="${FUZZTIME:-20s}"
+if [ "$fuzztime" != "0" ]; then
+	echo
+	set +e
+	./hack/fuzz.sh "$fuzztime" 2>&1 | tee _output/fuzz.log
+	[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+	set -e
+fi
+
 if [ "$status" -ne 0 ]; then
 	echo "RESULT: FAIL"
 else

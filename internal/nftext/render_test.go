@@ -16,10 +16,16 @@ func ifname(s string) []byte { b := make([]byte, 16); copy(b, s); return b }
 
 var accept = &expr.Verdict{Kind: expr.VerdictAccept}
 
-func TestRule(t *testing.T) {
+// ruleCases are rules and their text; the fuzzer starts from them too.
+var ruleCases = func() []struct {
+	name  string
+	o     Options
+	exprs []expr.Any
+	want  string
+} {
 	ip := Options{Family: unix.NFPROTO_IPV4}
 	inet := Options{Family: unix.NFPROTO_INET}
-	cases := []struct {
+	return []struct {
 		name  string
 		o     Options
 		exprs []expr.Any
@@ -129,7 +135,10 @@ func TestRule(t *testing.T) {
 			&Undecoded{Name: "osf"}, accept,
 		}, "[osf] accept"},
 	}
-	for _, c := range cases {
+}()
+
+func TestRule(t *testing.T) {
+	for _, c := range ruleCases {
 		if got := Rule(c.exprs, c.o); got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
 		}

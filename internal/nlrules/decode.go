@@ -113,8 +113,8 @@ func (e RawExpr) Decode(family byte) (out expr.Any) {
 		return &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: err}
 	}
 	if imm, ok := x.(*expr.Immediate); ok && imm.Register == unix.NFT_REG_VERDICT && len(imm.Data) == 0 {
-		v := &expr.Verdict{}
-		if err := expr.Unmarshal(family, e.Data, v); err != nil {
+		v, err := decodeVerdict(e.Data)
+		if err != nil {
 			return &nftext.Undecoded{Name: e.Name, Data: e.Data, Err: err}
 		}
 		return v
@@ -142,8 +142,11 @@ func Encode(family byte, name string, e expr.Any) (RawExpr, error) {
 
 // ownDecoders cover expressions google/nftables v0.3.0 decodes wrongly or
 // not at all: ct (its u8 direction attribute, its set form), rt and
-// byteorder (not implemented).
+// byteorder (not implemented), log and connlimit (it panics on short
+// attributes, see bounded.go).
 var ownDecoders = map[string]func([]byte) (expr.Any, error){
+	"log":       decodeLog,
+	"connlimit": decodeConnlimit,
 	"ct": func(b []byte) (expr.Any, error) {
 		e := &expr.Ct{}
 		err := attrs(b, func(ad *netlink.AttributeDecoder) {

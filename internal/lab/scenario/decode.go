@@ -122,7 +122,12 @@ func (d *decoder) document(where string, text []byte) {
 	}
 	j, err := yaml.YAMLToJSONStrict(text)
 	if err != nil {
-		d.problem(where, "%v", err)
+		msg := err.Error()
+		if strings.HasPrefix(msg, "unsupported map key") {
+			// sigs.k8s.io/yaml formats a null key as "%!s(<nil>)".
+			msg = "a mapping key is null (an empty `?` key or `~`): every key must be a field name"
+		}
+		d.problem(where, "%s", msg)
 		return
 	}
 	if string(j) == "null" { // only comments

@@ -86,8 +86,7 @@ func TestParseValidScenario(t *testing.T) {
 	}
 }
 
-func TestParseJSONStreamAndList(t *testing.T) {
-	in := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}
+const jsonStreamScenario = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"}}
 ---
 apiVersion: v1
@@ -98,6 +97,9 @@ items:
   kind: Namespace
   metadata: {name: other}
 `
+
+func TestParseJSONStreamAndList(t *testing.T) {
+	in := jsonStreamScenario
 	s, err := Parse([]byte(in))
 	if err != nil {
 		t.Fatal(err)
@@ -114,14 +116,20 @@ items:
 	}
 }
 
-func TestParseErrors(t *testing.T) {
+// parseErrorCases are invalid scenarios and what their errors must say; the
+// fuzzer starts from them too.
+var parseErrorCases = func() []struct {
+	name string
+	in   string
+	want []string // substrings of one problem line each
+} {
 	pod := func(extra string) string {
 		return "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\n" + extra
 	}
-	cases := []struct {
+	return []struct {
 		name string
 		in   string
-		want []string // substrings of one problem line each
+		want []string
 	}{
 		{"unknown field with path", pod("spec:\n  containers:\n  - name: c\n    portz: []\n"),
 			[]string{`document 1 (line 1): pod x/a: unknown field "spec.containers[0].portz"`}},
@@ -165,11 +173,15 @@ func TestParseErrors(t *testing.T) {
 			[]string{"status.podIPs: Forbidden: a hostNetwork pod takes its node's addresses"}},
 		{"YAML boolean", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: y}\n",
 			[]string{`cannot unmarshal bool into Go struct field ObjectMeta.metadata.namespace of type string (unquoted y, n, yes`}},
+		{"null key", "apiVersion: v1\nkind: Pod\n?\n", []string{"document 1 (line 1): a mapping key is null"}},
 		{"unnamed", "apiVersion: v1\nkind: Namespace\nmetadata: {labels: {a: b}}\n", []string{"metadata.name: Required value"}},
 		{"policy protocol", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{protocol: ICMP}]}]\n",
 			[]string{`networkpolicy default/p (document 1 (line 1)): spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP"`}},
 	}
-	for _, tc := range cases {
+}()
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range parseErrorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.in))
 			if err == nil {
@@ -187,8 +199,7 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestSnapshotPlacementAndAddresses(t *testing.T) {
-	in := `
+const snapshotScenario = `
 apiVersion: v1
 kind: Node
 metadata: {name: n1}
@@ -230,6 +241,9 @@ metadata: {name: f}
 spec: {nodeName: n2}
 status: {phase: Succeeded}
 `
+
+func TestSnapshotPlacementAndAddresses(t *testing.T) {
+	in := snapshotScenario
 	s, err := Parse([]byte(in))
 	if err != nil {
 		t.Fatal(err)
