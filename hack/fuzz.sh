@@ -8,9 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
-# Newer lib.sh versions install a Go when none is new enough (ensure_go);
-# older ones only check for one (require_go).
-if declare -F ensure_go >/dev/null; then ensure_go; else require_go; fi
+ensure_go
 
 time="${1:-20s}"
 # package and target, one pair a line; keep docs/testing-fuzz.md in step.
@@ -21,6 +19,7 @@ targets=(
 	"./internal/doctor/iptmodel FuzzModel"
 	"./internal/nftext FuzzRule"
 	"./internal/policy FuzzCompilerDifferential"
+	"./internal/droplog FuzzDecode"
 )
 
 start=$(date +%s)
