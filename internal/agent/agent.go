@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -143,9 +144,9 @@ func (a *agent) backoff() time.Duration {
 func (a *agent) sync() bool {
 	start := time.Now()
 	version, policies := a.store.applyTo(a.compiler, a.cfg.NodeName)
-	plan := a.compiler.Plan()
-	want := a.renderer.Render(plan)
-	a.reportProblems(policies, plan)
+	pl := a.compiler.Plan()
+	want := a.renderer.Render(pl)
+	a.reportProblems(policies, pl)
 
 	first := a.desired == nil
 	res, err := a.conn.Sync(want)
@@ -178,7 +179,7 @@ func (a *agent) sync() bool {
 		}
 	}
 	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
-	a.succeed(plan, want, version)
+	a.succeed(pl, want, version)
 	if a.compiler.LastUpdate().Full {
 		// A full compile and the transaction after it allocate several
 		// times what the agent keeps; give that back to the system now
@@ -251,7 +252,7 @@ func (a *agent) recover() {
 	a.status.set(true, "")
 }
 
-func (a *agent) succeed(plan *policy.Plan, want *nft.Table, version uint64) {
+func (a *agent) succeed(pl *plan.Plan, want *nft.Table, version uint64) {
 	a.version = version
 	if a.degraded != "" {
 		a.recover()
@@ -259,7 +260,7 @@ func (a *agent) succeed(plan *policy.Plan, want *nft.Table, version uint64) {
 	a.failures = 0
 	a.status.set(true, "")
 	a.metrics.lastSync.SetToCurrentTime()
-	a.metrics.pods.Set(float64(len(plan.Pods)))
+	a.metrics.pods.Set(float64(len(pl.Pods)))
 	chains, rules, sets, elems := want.Counts()
 	a.metrics.tableObjects.WithLabelValues("chains").Set(float64(chains))
 	a.metrics.tableObjects.WithLabelValues("rules").Set(float64(rules))

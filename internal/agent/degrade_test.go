@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // TestAgentRetriesAFailedRepair lets another socket take the table with the
@@ -28,7 +28,7 @@ func TestAgentRetriesAFailedRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := intruder.Sync(nft.Render(&policy.Plan{})); err != nil {
+	if _, err := intruder.Sync(nft.Render(&plan.Plan{})); err != nil {
 		t.Fatalf("intruder's table: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -67,7 +67,7 @@ func TestMonitorReportsOnlyForeignChangesToOurTable(t *testing.T) {
 	}
 
 	// Our own transaction: the table, its chains, sets and elements.
-	if _, err := conn.Sync(nft.Render(&policy.Plan{})); err != nil {
+	if _, err := conn.Sync(nft.Render(&plan.Plan{})); err != nil {
 		t.Fatal(err)
 	}
 	quiet("kube-fence's own transaction")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
@@ -66,12 +67,12 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 	runtime.GC() // the generator's garbage is not the compiler's
 
 	log("%s: compiling %d times", sz.Name, runs)
-	var plan *policy.Plan
+	var pl *plan.Plan
 	for range runs {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		sw := start()
-		plan = policy.Compile(s, node, options)
+		pl = policy.Compile(s, node, options)
 		wall, cpu := sw.lap()
 		runtime.ReadMemStats(&after)
 		r.Compile, r.CompileCPU = append(r.Compile, wall), append(r.CompileCPU, cpu)
@@ -80,11 +81,11 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 	var table *nft.Table
 	for range runs {
 		sw := start()
-		table = nft.Render(plan)
+		table = nft.Render(pl)
 		wall, _ := sw.lap()
 		r.Render = append(r.Render, wall)
 	}
-	r.Profiles = len(plan.Profiles)
+	r.Profiles = len(pl.Profiles)
 	r.Chains, r.Rules, r.Sets, r.Elements = table.Counts()
 
 	dir, err := os.MkdirTemp("", "kube-fence-bench-")

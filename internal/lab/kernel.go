@@ -9,6 +9,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -25,7 +26,7 @@ type KernelEnforcer struct {
 
 	mu    sync.Mutex
 	conns map[string]*nft.Conn
-	plans map[string]*policy.Plan
+	plans map[string]*plan.Plan
 }
 
 // Enforce compiles and applies the snapshot for node.
@@ -33,7 +34,7 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.conns == nil {
-		e.conns, e.plans = map[string]*nft.Conn{}, map[string]*policy.Plan{}
+		e.conns, e.plans = map[string]*nft.Conn{}, map[string]*plan.Plan{}
 	}
 	conn := e.conns[node.Name()]
 	if conn == nil {
@@ -44,8 +45,8 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 		}
 		e.conns[node.Name()] = conn
 	}
-	plan := policy.Compile(snap, node.Name(), e.Options)
-	want := nft.Render(plan)
+	pl := policy.Compile(snap, node.Name(), e.Options)
+	want := nft.Render(pl)
 	if _, err := conn.Sync(want); err != nil {
 		return fmt.Errorf("node %s: %w", node.Name(), err)
 	}
@@ -56,12 +57,12 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	if !d.Empty() {
 		return fmt.Errorf("node %s: kernel table differs after apply: %s", node.Name(), strings.Join(d.Differences, "; "))
 	}
-	e.plans[node.Name()] = plan
+	e.plans[node.Name()] = pl
 	return nil
 }
 
 // Plan returns the last plan enforced on node, or nil.
-func (e *KernelEnforcer) Plan(node string) *policy.Plan {
+func (e *KernelEnforcer) Plan(node string) *plan.Plan {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.plans[node]

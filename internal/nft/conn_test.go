@@ -9,7 +9,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/netns"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -111,14 +111,14 @@ func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	ns := newNS(t)
 	c := openConn(t, ns, OwnershipAuto)
-	plan := testPlan()
-	if _, err := c.Sync(Render(plan)); err != nil {
+	pl := testPlan()
+	if _, err := c.Sync(Render(pl)); err != nil {
 		t.Fatal(err)
 	}
 	// A new pod on the node: only verdict map elements change.
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c",
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c",
 		IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12"), netip.MustParseAddr("fd00:10:42::12")}, Ingress: "i000000000001"})
-	want := Render(plan)
+	want := Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -130,9 +130,9 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	requireNoDiff(t, c, want, "after adding a pod")
 
 	// A peer appears in a port class: one interval element changes.
-	prof := plan.Profile("i000000000001")
+	prof := pl.Profile("i000000000001")
 	prof.Ports[1].Peers = prof.Ports[1].Peers.Union(addrset.OfAddrs(netip.MustParseAddr("10.42.0.99")))
-	want = Render(plan)
+	want = Render(pl)
 	res, err = c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -144,16 +144,16 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 
 	// The pod leaves the profile's selection: its elements are updated in
 	// place, the profile chains stay.
-	plan.Pods[2].Ingress = ""
-	want = Render(plan)
+	pl.Pods[2].Ingress = ""
+	want = Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
 	requireNoDiff(t, c, want, "after unselecting a pod")
 
 	// Everything removed: profile chains, sets and maps go in one step.
-	plan.Pods, plan.Profiles = nil, nil
-	want = Render(plan)
+	pl.Pods, pl.Profiles = nil, nil
+	want = Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@
 // and keeps the kernel's copy of that table equal to it.
 //
 // The flow is one way: Render (pure) builds the desired Table from a
-// policy.Plan; Diff (pure) compares two Tables and lists the differences in
+// plan.Plan; Diff (pure) compares two Tables and lists the differences in
 // words plus the operations that remove them; a Conn (netlink, through
 // github.com/google/nftables) applies those operations as one atomic
 // transaction, reads back what it changed (VerifyApplied) or the whole table

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
@@ -90,8 +91,8 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 			c.SetPolicy(np)
 			what = "add policy"
 		}
-		plan := c.Plan()
-		got, want := r.Render(plan), Render(plan)
+		pl := c.Plan()
+		got, want := r.Render(pl), Render(pl)
 		if d := Diff(want, got); !d.Empty() {
 			t.Fatalf("step %d (%s): the Renderer's table differs from Render's:\n%v", step, what, d.Differences)
 		}
@@ -118,20 +119,20 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 // the committed one is found equal without looking inside, and that a
 // changed set is still found.
 func TestDiffSkipsSharedObjects(t *testing.T) {
-	plan := testPlan()
+	pl := testPlan()
 	var r Renderer
-	a := r.Render(plan)
-	b := r.Render(plan)
+	a := r.Render(pl)
+	b := r.Render(pl)
 	for name, s := range b.Sets {
 		if a.Sets[name] != s && name != setEgressPods4 && name != setEgressPods6 && name != setIngressPods4 && name != setIngressPods6 {
-			t.Errorf("set %s was rendered again for the same plan", name)
+			t.Errorf("set %s was rendered again for the same pl", name)
 		}
 	}
 	if d := Diff(b, a); !d.Empty() {
-		t.Fatalf("same plan: %v", d.Differences)
+		t.Fatalf("same pl: %v", d.Differences)
 	}
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12")}})
-	c := r.Render(plan)
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12")}})
+	c := r.Render(pl)
 	d := Diff(c, b)
 	if added, _ := d.Elements(); added != 2 || len(d.Differences) != 2 {
 		t.Errorf("one pod added: %v", d.Differences)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // This file is the reference evaluator: the oracle the tests (and the lab's
@@ -32,14 +33,14 @@ type Endpoint struct {
 // ingress) must both allow it. Traffic between a pod and an address of its
 // own node is always allowed, and so is a pod talking to itself: that
 // traffic never leaves the pod's network namespace.
-func Allowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
+func Allowed(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) bool {
 	if from.Pod != nil && from.Pod == to.Pod {
 		return true
 	}
 	return refEgressAllowed(s, from, to, proto, port) && refIngressAllowed(s, from, to, proto, port)
 }
 
-func refEgressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
+func refEgressAllowed(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) bool {
 	if !refTakesPart(from.Pod) || refIsNodeAddress(s, from.Pod.NodeName, to.IP) {
 		return true
 	}
@@ -58,7 +59,7 @@ func refEgressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, po
 	return !isolated
 }
 
-func refIngressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
+func refIngressAllowed(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) bool {
 	if !refTakesPart(to.Pod) || refIsNodeAddress(s, to.Pod.NodeName, from.IP) {
 		return true
 	}
@@ -81,7 +82,7 @@ func refIngressAllowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, p
 // and some port matches (no ports: every port). Named ports are looked up on
 // the destination pod of the connection, whichever side the policy selects.
 func refRuleAllows(s *cluster.Snapshot, np *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer,
-	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto Protocol, port uint16) bool {
+	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto plan.Protocol, port uint16) bool {
 	peerOK := len(peers) == 0
 	for _, p := range peers {
 		peerOK = peerOK || refPeerMatches(s, np, p, other)
@@ -216,7 +217,7 @@ func refInIPBlock(b *networkingv1.IPBlock, ip netip.Addr) bool {
 
 // refPortMatches checks one NetworkPolicyPort; an entry the API server
 // would refuse matches nothing.
-func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto Protocol, port uint16) bool {
+func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto plan.Protocol, port uint16) bool {
 	want := "TCP"
 	if p.Protocol != nil {
 		want = string(*p.Protocol)
@@ -254,7 +255,7 @@ func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto Pr
 	return false
 }
 
-func refProtocolNumber(name string) Protocol {
+func refProtocolNumber(name string) plan.Protocol {
 	switch name {
 	case "TCP":
 		return 6
