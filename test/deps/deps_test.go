@@ -35,7 +35,7 @@ var rules = []rule{
 	{
 		name: "the dataplane and the plan import nothing of Kubernetes",
 		from: []string{"internal/nft", "internal/plan", "internal/addrset"}, deep: true,
-		to:   []string{"k8s.io/", "sigs.k8s.io/"},
+		to: []string{"k8s.io/", "sigs.k8s.io/"},
 	},
 	{
 		name: "the policy core imports no netlink, nftables or client-go",
@@ -44,9 +44,15 @@ var rules = []rule{
 			"k8s.io/client-go", "internal/nft", "internal/nlrules", "internal/netns"},
 	},
 	{
+		name: "cmd/ only wires: no netlink or nftables library, no plan, no fake",
+		from: []string{"cmd/"},
+		to: []string{"github.com/google/nftables", "github.com/mdlayher/netlink", "github.com/vishvananda/",
+			"internal/plan", "internal/nft/nfttest"},
+	},
+	{
 		name: "the doctor does not import the policy core",
 		from: []string{"internal/doctor"}, deep: true,
-		to:   []string{"internal/policy", "internal/plan", "internal/enforce", "internal/agent"},
+		to: []string{"internal/policy", "internal/plan", "internal/enforce", "internal/agent"},
 	},
 }
 
