@@ -57,7 +57,7 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	}
 	want := nft.Render(policy.Compile(snap, scenario.DefaultNode, policy.Options{DefaultDenyUnknown: true}))
 
-	viaNetlink := newNS(t)
+	viaNetlink := testenv.NetNS(t)
 	c, err := nft.Open(nft.Options{NetNSFD: viaNetlink.FD()})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	viaText := newNS(t)
+	viaText := testenv.NetNS(t)
 	if msg, err := nftIn(viaText, out, "-c", "-f", "-"); err != nil {
 		t.Fatalf("nft -c rejects the output: %v\n%s", err, msg)
 	}
@@ -93,16 +93,6 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	if d := nft.Diff(want, loaded); !d.Empty() {
 		t.Errorf("the table loaded from the text differs from the desired one:\n  %s", strings.Join(d.Differences, "\n  "))
 	}
-}
-
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
 }
 
 func nftIn(ns *netns.NS, stdin string, args ...string) (string, error) {

@@ -37,11 +37,7 @@ type harness struct {
 func startAgent(t *testing.T, mutate func(*Config), objects ...runtime.Object) *harness {
 	t.Helper()
 	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testenv.NetNS(t)
 	client := fake.NewClientset(objects...)
 	cfg := Defaults()
 	cfg.NodeName = "node-1"
@@ -60,6 +56,7 @@ func startAgent(t *testing.T, mutate func(*Config), objects ...runtime.Object) *
 	}
 	go func() { h.done <- Run(ctx, cfg, client, log) }()
 	t.Cleanup(h.stop)
+	var err error
 	h.reader, err = nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
@@ -20,11 +19,7 @@ import (
 // kube-fence's table must, within milliseconds.
 func TestMonitorReportsOnlyForeignChangesToOurTable(t *testing.T) {
 	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testenv.NetNS(t)
 	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)

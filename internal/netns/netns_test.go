@@ -1,4 +1,4 @@
-package netns
+package netns_test
 
 import (
 	"net"
@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/kube-fence/kube-fence/internal/testenv"
+	"github.com/kube-fence/kube-fence/internal/netns"
 )
 
 func TestNamespaceIsolationAndCommands(t *testing.T) {
 	testenv.RequireRoot(t)
-	ns, err := New()
+	ns, err := netns.New()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestCoexistenceWithIptablesAndForeignNativeRules(t *testing.T) {
 		{"meta", "skuid", "0", "accept"},
 	} {
 		t.Run(strings.Join(foreign, " "), func(t *testing.T) {
-			ns := newNS(t)
+			ns := testenv.NetNS(t)
 			mustRun(t, ns, "iptables", "-N", "KUBE-ROUTER-FORWARD")
 			mustRun(t, ns, "iptables", "-A", "FORWARD", "-m", "comment", "--comment", kubeRouterComment, "-j", "KUBE-ROUTER-FORWARD")
 			mustRun(t, ns, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
-	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -21,11 +20,7 @@ func BenchmarkCommitOneElement(b *testing.B) {
 	testenv.RequireRoot(b)
 	for _, n := range []int{10, 1000, 4000, 20000} {
 		b.Run(fmt.Sprintf("set=%d", n), func(b *testing.B) {
-			ns, err := netns.New()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ns.Close()
+			ns := testenv.NetNS(b)
 			c, err := Open(Options{NetNSFD: ns.FD(), Ownership: OwnershipOff})
 			if err != nil {
 				b.Fatal(err)

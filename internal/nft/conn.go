@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -45,9 +44,8 @@ type Options struct {
 // writer owns the table.
 type Conn struct {
 	opts  Options
-	write *netlink.Conn  // sends every transaction; owns the table
-	read  *netlink.Conn  // dumps of the table, sets and elements
-	rules *nftables.Conn // dumps of chains and rules
+	write *netlink.Conn // sends every transaction; owns the table
+	read  *netlink.Conn // dumps and lookups: table, sets, elements, chains, rules
 
 	flags        uint32 // table flags we set
 	flagsChecked bool   // whether the kernel accepted flags at least once
@@ -84,13 +82,7 @@ func Open(opts Options) (*Conn, error) {
 	_ = read.SetOption(netlink.ExtendedAcknowledge, true)
 	// Dumps of big sets and element lookups answer with many messages.
 	_ = read.SetReadBuffer(4 << 20)
-	rules, err := nftables.New(nftables.WithNetNSFd(opts.NetNSFD), nftables.AsLasting())
-	if err != nil {
-		write.Close()
-		read.Close()
-		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
-	}
-	c := &Conn{opts: opts, write: write, read: read, rules: rules}
+	c := &Conn{opts: opts, write: write, read: read}
 	if opts.Ownership == OwnershipAuto {
 		c.flags = tableFlagOwner | tableFlagPersist | opts.unsupportedFlags
 	}
@@ -100,7 +92,7 @@ func Open(opts Options) (*Conn, error) {
 // Close closes the sockets. With ownership, the table stays (persist) but is
 // unowned until another Conn adopts it.
 func (c *Conn) Close() error {
-	return errors.Join(c.write.Close(), c.read.Close(), c.rules.CloseLasting())
+	return errors.Join(c.write.Close(), c.read.Close())
 }
 
 // OwnershipState says which table flags are in use, for status reports.
@@ -129,7 +121,7 @@ func (c *Conn) readContent() (*Table, error) {
 	if t.Sets, err = readSets(c.read, true); err != nil {
 		return nil, err
 	}
-	if t.Chains, err = readChains(c.rules, c.read); err != nil {
+	if t.Chains, err = readChains(c.read); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -160,7 +152,7 @@ func (c *Conn) Verify(want *Table) (*Delta, error) {
 	if have.Sets, err = readSets(c.read, false); err != nil {
 		return nil, err
 	}
-	if have.Chains, err = readChains(c.rules, c.read); err != nil {
+	if have.Chains, err = readChains(c.read); err != nil {
 		return nil, err
 	}
 	return diffTables(want, have, func(h *Set) (*Set, error) {
@@ -276,10 +268,6 @@ func (c *Conn) DeleteTable() error {
 	}
 	return nil
 }
-
-// Forget drops what the Conn knows of the kernel's table, so the next Sync
-// reads it back. Call it when something else may have changed the table.
-func (c *Conn) Forget() { c.committed = nil }
 
 // PortID returns the netlink port ID of the socket that sends every
 // transaction. The kernel stamps it on the change notifications a

@@ -13,18 +13,6 @@ import (
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
-// newNS returns a throwaway network namespace that vanishes with the test.
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
 func openConn(t *testing.T, ns *netns.NS, o Ownership) *Conn {
 	t.Helper()
 	c, err := Open(Options{NetNSFD: ns.FD(), Ownership: o})
@@ -62,7 +50,7 @@ func requireNoDiff(t *testing.T, c *Conn, want *Table, when string) {
 }
 
 func TestApplyReadBackIsExact(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
 	want := Render(testPlan())
 	res, err := c.Sync(want)
@@ -91,7 +79,7 @@ func TestApplyReadBackIsExact(t *testing.T) {
 
 func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 	testenv.RequireBinary(t, "nft", "nftables")
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	want := Render(testPlan())
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(Text(want))
@@ -109,7 +97,7 @@ func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 }
 
 func TestIncrementalChangesAreElementUpdates(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
 	pl := testPlan()
 	if _, err := c.Sync(Render(pl)); err != nil {

@@ -289,7 +289,11 @@ func hookText(h *Hook) string {
 	if h == nil {
 		return "none (regular chain)"
 	}
-	return fmt.Sprintf("%s priority %s policy %s", h.Hook, priorityText(h.Priority), h.Policy)
+	typ := ""
+	if h.Type != "" && h.Type != "filter" {
+		typ = " type " + h.Type
+	}
+	return fmt.Sprintf("%s%s priority %s policy %s", h.Hook, typ, priorityText(h.Priority), h.Policy)
 }
 
 // sameRules reports whether two rule lists are equal. Rules we built carry

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/google/nftables"
@@ -202,6 +203,40 @@ func walkAttrs(b []byte, f func(typ uint16, payload []byte)) error {
 		b = b[min((n+3)&^3, len(b)):]
 	}
 	return nil
+}
+
+// decodeElemReplies decodes the elements of the kernel's answers to a
+// GETSETELEM dump or lookup: the one place element replies are read. It
+// counts first: a set holds up to tens of thousands of elements, and
+// growing the list by doubling costs more than the extra pass.
+func decodeElemReplies(msgs []netlink.Message) ([]kernelElem, error) {
+	count := 0
+	for _, m := range msgs {
+		if len(m.Data) >= 4 {
+			_ = walkAttrs(m.Data[4:], func(t uint16, p []byte) {
+				if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+					_ = walkAttrs(p, func(uint16, []byte) { count++ })
+				}
+			})
+		}
+	}
+	kes := make([]kernelElem, 0, count)
+	var d elemDecoder
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		var lerr error
+		err := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
+			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS && lerr == nil {
+				lerr = d.list(p, func(ke kernelElem) { kes = append(kes, ke) })
+			}
+		})
+		if err = errors.Join(err, lerr); err != nil {
+			return kes, err
+		}
+	}
+	return kes, nil
 }
 
 // elemDecoder decodes element lists, sharing the verdicts they point to:

@@ -43,8 +43,16 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 			return nil, fmt.Errorf("add set %s: %w", s.Name, err)
 		}
 	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range append(slices.Clone(d.AddChains), d.ReplaceRules...) {
+		nc, err := nftChain(ch)
+		if err != nil {
+			return nil, err
+		}
+		chains[ch.Name] = nc
+	}
 	for _, ch := range d.AddChains {
-		c.AddChain(nftChain(ch))
+		c.AddChain(chains[ch.Name])
 	}
 	headMsgs, err := head.batch()
 	if err != nil {
@@ -71,12 +79,12 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 	tail := newEncoder()
 	c = tail.conn
 	for _, ch := range d.ReplaceRules {
-		nc := nftChain(ch)
+		nc := chains[ch.Name]
 		c.FlushChain(nc)
 		addRules(c, nc, ch.Rules)
 	}
 	for _, ch := range d.AddChains {
-		addRules(c, nftChain(ch), ch.Rules)
+		addRules(c, chains[ch.Name], ch.Rules)
 	}
 	for _, name := range d.DelChains {
 		c.FlushChain(&nftables.Chain{Name: name, Table: nftTable})
@@ -146,11 +154,21 @@ func nftSet(name string, t SetType) *nftables.Set {
 	return s
 }
 
-func nftChain(c *Chain) *nftables.Chain {
+// nftChain builds a chain's header. A hook that is not one of the five, or a
+// chain type other than filter, is an error: the table must never get a
+// base chain somewhere else than asked.
+func nftChain(c *Chain) (*nftables.Chain, error) {
 	nc := &nftables.Chain{Name: c.Name, Table: nftTable}
 	if c.Hook != nil {
+		if !c.Hook.Hook.Known() {
+			return nil, fmt.Errorf("chain %s: unknown hook %s", c.Name, c.Hook.Hook)
+		}
+		if c.Hook.Type != "" && c.Hook.Type != "filter" {
+			return nil, fmt.Errorf("chain %s: chain type %q, kube-fence creates only filter chains", c.Name, c.Hook.Type)
+		}
 		nc.Type = nftables.ChainTypeFilter
-		nc.Hooknum = hookNum(c.Hook.Hook)
+		hook := nftables.ChainHook(c.Hook.Hook)
+		nc.Hooknum = &hook
 		nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.Hook.Priority))
 		policy := nftables.ChainPolicyAccept
 		if c.Hook.Policy == "drop" {
@@ -158,21 +176,7 @@ func nftChain(c *Chain) *nftables.Chain {
 		}
 		nc.Policy = &policy
 	}
-	return nc
-}
-
-func hookNum(name string) *nftables.ChainHook {
-	switch name {
-	case "input":
-		return nftables.ChainHookInput
-	case "output":
-		return nftables.ChainHookOutput
-	case "prerouting":
-		return nftables.ChainHookPrerouting
-	case "postrouting":
-		return nftables.ChainHookPostrouting
-	}
-	return nftables.ChainHookForward
+	return nc, nil
 }
 
 // describeMessage names what a batch message does, for error reports.

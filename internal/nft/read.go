@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -185,32 +184,9 @@ func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list elements of set %s: %w", set, err)
 	}
-	// Count first: a set holds up to tens of thousands of elements, and
-	// growing the list by doubling cost more than the extra pass.
-	count := 0
-	for _, m := range msgs {
-		if len(m.Data) >= 4 {
-			_ = walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-				if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-					_ = walkAttrs(p, func(uint16, []byte) { count++ })
-				}
-			})
-		}
-	}
-	kes := make([]kernelElem, 0, count)
-	var d elemDecoder
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		err := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				_ = d.list(p, func(ke kernelElem) { kes = append(kes, ke) })
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
-		}
+	kes, err := decodeElemReplies(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
 	}
 	return canonicalElems(typ, kes), nil
 }
@@ -308,17 +284,27 @@ func maxAddr(v4 bool) netip.Addr {
 
 func exprVerdictKind(code int32) expr.VerdictKind { return expr.VerdictKind(code) }
 
-// readChains returns the table's chains with their rules: chain headers
-// through google/nftables, all rules of the table in one dump of our own.
-func readChains(c *nftables.Conn, sock *netlink.Conn) (map[string]*Chain, error) {
-	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+// readChains returns the table's chains with their rules: one dump of the
+// chain headers and one of all the table's rules, both decoded by us
+// (decodeChain, nlrules).
+func readChains(sock *netlink.Conn) (map[string]*Chain, error) {
+	req, err := request(unix.NFT_MSG_GETCHAIN, netlink.Dump,
+		netlink.Attribute{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(TableName)})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sock.Execute(req)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
 	chains := map[string]*Chain{}
-	for _, nc := range all {
-		if nc.Table != nil && nc.Table.Name == TableName {
-			chains[nc.Name] = &Chain{Name: nc.Name, Hook: hookFromKernel(nc)}
+	for _, m := range msgs {
+		ch, table, err := decodeChain(m)
+		if err != nil {
+			return nil, fmt.Errorf("decode chain: %w", err)
+		}
+		if table == TableName {
+			chains[ch.Name] = ch
 		}
 	}
 	rules, err := readRules(sock)
@@ -333,31 +319,51 @@ func readChains(c *nftables.Conn, sock *netlink.Conn) (map[string]*Chain, error)
 	return chains, nil
 }
 
-func hookFromKernel(nc *nftables.Chain) *Hook {
-	if nc.Hooknum == nil {
-		return nil
+// decodeChain reads a chain header (without rules) and the name of its
+// table.
+func decodeChain(m netlink.Message) (ch *Chain, table string, err error) {
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return nil, "", err
 	}
-	h := &Hook{Hook: "unknown", Policy: "accept"}
-	switch *nc.Hooknum {
-	case *nftables.ChainHookForward:
-		h.Hook = "forward"
-	case *nftables.ChainHookInput:
-		h.Hook = "input"
-	case *nftables.ChainHookOutput:
-		h.Hook = "output"
-	case *nftables.ChainHookPrerouting:
-		h.Hook = "prerouting"
-	case *nftables.ChainHookPostrouting:
-		h.Hook = "postrouting"
+	ad.ByteOrder = binary.BigEndian
+	ch = &Chain{}
+	var typ string
+	policy := uint32(1) // NF_ACCEPT
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_CHAIN_TABLE:
+			table = ad.String()
+		case unix.NFTA_CHAIN_NAME:
+			ch.Name = ad.String()
+		case unix.NFTA_CHAIN_TYPE:
+			typ = ad.String()
+		case unix.NFTA_CHAIN_POLICY:
+			policy = ad.Uint32()
+		case unix.NFTA_CHAIN_HOOK:
+			ch.Hook = &Hook{}
+			ad.Nested(func(h *netlink.AttributeDecoder) error {
+				h.ByteOrder = binary.BigEndian
+				for h.Next() {
+					switch h.Type() {
+					case unix.NFTA_HOOK_HOOKNUM:
+						ch.Hook.Hook = HookPoint(h.Uint32())
+					case unix.NFTA_HOOK_PRIORITY:
+						ch.Hook.Priority = int32(h.Uint32())
+					}
+				}
+				return nil
+			})
+		}
 	}
-	if nc.Priority != nil {
-		h.Priority = int32(*nc.Priority)
+	if ch.Hook != nil {
+		ch.Hook.Policy = "accept"
+		if policy == 0 { // NF_DROP
+			ch.Hook.Policy = "drop"
+		}
+		if typ != "filter" {
+			ch.Hook.Type = typ
+		}
 	}
-	if nc.Policy != nil && *nc.Policy == nftables.ChainPolicyDrop {
-		h.Policy = "drop"
-	}
-	if nc.Type != nftables.ChainTypeFilter {
-		h.Hook += " (type " + string(nc.Type) + ")"
-	}
-	return h
+	return ch, table, ad.Err()
 }

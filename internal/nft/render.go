@@ -100,7 +100,7 @@ func (r *Renderer) fixedChains() []*Chain {
 	r.fixed = []*Chain{
 		{
 			Name: chainForward,
-			Hook: &Hook{Hook: "forward", Priority: ForwardPriority, Policy: "accept"},
+			Hook: &Hook{Hook: HookForward, Priority: ForwardPriority, Policy: "accept"},
 			Rules: []Rule{
 				rule(ctEstablishedRelated(), accept),
 				rule(icmpv6NeighbourDiscovery(), accept),

@@ -12,6 +12,7 @@ import (
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // TestRendererEqualsRender follows a synthetic cluster through random
@@ -25,7 +26,7 @@ func TestRendererEqualsRender(t *testing.T) { followChanges(t, nil) }
 // the transaction changed and the full read back must find the kernel's
 // table equal to the desired one.
 func TestIncrementalSyncOfChanges(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	conn := openConn(t, ns, OwnershipAuto)
 	n := 0
 	followChanges(t, func(step string, want *Table) {

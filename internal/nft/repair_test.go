@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // handleOf finds the handle of the first rule in chain whose text contains
@@ -23,7 +25,7 @@ func handleOf(t *testing.T, out, substr string) string {
 }
 
 func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	want := Render(testPlan())
 	if _, err := c.Sync(want); err != nil {
@@ -103,7 +105,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 }
 
 func TestOwnershipProtectsAndPersists(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	want := Render(testPlan())
 	first, err := Open(Options{NetNSFD: ns.FD()})
 	if err != nil {
@@ -158,7 +160,7 @@ func TestOwnershipProtectsAndPersists(t *testing.T) {
 }
 
 func TestOwnershipFallsBackWhenKernelRefusesFlags(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c, err := Open(Options{NetNSFD: ns.FD(), unsupportedFlags: 0x80})
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +181,7 @@ func TestOwnershipFallsBackWhenKernelRefusesFlags(t *testing.T) {
 }
 
 func TestSwitchingOwnershipRebuildsAtomically(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	want := Render(testPlan())
 	off := openConn(t, ns, OwnershipOff)
 	if _, err := off.Sync(want); err != nil {

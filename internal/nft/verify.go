@@ -285,20 +285,9 @@ func (c *Conn) lookupOnce(set string, ls []lookup) ([]kernelElem, error) {
 		return nil, err
 	}
 	replies, err := c.ask(unix.NFT_MSG_GETSETELEM, b)
-	var out []kernelElem
-	var d elemDecoder
-	for _, m := range replies {
-		if len(m.Data) < 4 {
-			continue
-		}
-		derr := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				_ = d.list(p, func(ke kernelElem) { out = append(out, ke) })
-			}
-		})
-		if derr != nil {
-			return out, fmt.Errorf("decode elements of set %s: %w", set, derr)
-		}
+	out, derr := decodeElemReplies(replies)
+	if derr != nil {
+		return out, fmt.Errorf("decode elements of set %s: %w", set, derr)
 	}
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return out, fmt.Errorf("look up elements of set %s: %w", set, err)
@@ -381,70 +370,8 @@ func (c *Conn) getChain(name string) (*Chain, bool, error) {
 	if len(msgs) != 1 {
 		return nil, false, fmt.Errorf("get chain %s: %d answers", name, len(msgs))
 	}
-	ch, err := decodeChain(msgs[0])
+	ch, _, err := decodeChain(msgs[0])
 	return ch, true, err
-}
-
-// decodeChain reads a chain header as the comparison needs it.
-func decodeChain(m netlink.Message) (*Chain, error) {
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return nil, err
-	}
-	ad.ByteOrder = binary.BigEndian
-	ch := &Chain{}
-	var typ string
-	policy := uint32(1) // NF_ACCEPT
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_CHAIN_NAME:
-			ch.Name = ad.String()
-		case unix.NFTA_CHAIN_TYPE:
-			typ = ad.String()
-		case unix.NFTA_CHAIN_POLICY:
-			policy = ad.Uint32()
-		case unix.NFTA_CHAIN_HOOK:
-			ch.Hook = &Hook{Hook: "unknown"}
-			ad.Nested(func(h *netlink.AttributeDecoder) error {
-				h.ByteOrder = binary.BigEndian
-				for h.Next() {
-					switch h.Type() {
-					case unix.NFTA_HOOK_HOOKNUM:
-						ch.Hook.Hook = hookName(h.Uint32())
-					case unix.NFTA_HOOK_PRIORITY:
-						ch.Hook.Priority = int32(h.Uint32())
-					}
-				}
-				return nil
-			})
-		}
-	}
-	if ch.Hook != nil {
-		ch.Hook.Policy = "accept"
-		if policy == 0 { // NF_DROP
-			ch.Hook.Policy = "drop"
-		}
-		if typ != "filter" {
-			ch.Hook.Hook += " (type " + typ + ")"
-		}
-	}
-	return ch, ad.Err()
-}
-
-func hookName(n uint32) string {
-	switch n {
-	case unix.NF_INET_PRE_ROUTING:
-		return "prerouting"
-	case unix.NF_INET_LOCAL_IN:
-		return "input"
-	case unix.NF_INET_FORWARD:
-		return "forward"
-	case unix.NF_INET_LOCAL_OUT:
-		return "output"
-	case unix.NF_INET_POST_ROUTING:
-		return "postrouting"
-	}
-	return "unknown"
 }
 
 // checkChain reads back one chain: its header and its rules.

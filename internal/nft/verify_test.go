@@ -7,6 +7,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // syncAndVerify applies want and checks that reading back what the
@@ -47,7 +48,7 @@ func edit(pl *plan.Plan, id plan.ProfileID, f func(*plan.Profile)) {
 // ranges, port classes merging, profiles appearing and going) and checks
 // that the read back of what changed agrees with the full read back.
 func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
 	var r Renderer
@@ -86,7 +87,7 @@ func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
 // transaction changed, and with one it did not: the first is reported, the
 // second is left to the full verification.
 func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
 	var r Renderer
@@ -149,7 +150,7 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 // TestVerifyAppliedSeesDeletedElementsComeBack puts back, with another
 // verdict, an element a transaction deleted.
 func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
 	var r Renderer
