@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kube-fence/kube-fence/internal/testenv"
 	"github.com/kube-fence/kube-fence/internal/netns"
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 func TestNamespaceIsolationAndCommands(t *testing.T) {
