@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -58,7 +60,7 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	want := nft.Render(policy.Compile(snap, scenario.DefaultNode, policy.Options{DefaultDenyUnknown: true}))
 
 	viaNetlink := testenv.NetNS(t)
-	c, err := nft.Open(nft.Options{NetNSFD: viaNetlink.FD()})
+	c, err := kernel.Open(kernel.Options{NetNSFD: viaNetlink.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	if msg, err := nftIn(viaText, out, "-f", "-"); err != nil {
 		t.Fatalf("nft -f rejects the output: %v\n%s", err, msg)
 	}
-	r, err := nft.Open(nft.Options{NetNSFD: viaText.FD(), Ownership: nft.OwnershipOff})
+	r, err := kernel.Open(kernel.Options{NetNSFD: viaText.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}

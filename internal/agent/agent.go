@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kube-fence/kube-fence/internal/enforce"
@@ -24,7 +26,7 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 		return err
 	}
 	pipe, err := enforce.Open(cfg.NodeName, policy.Options{DefaultDenyUnknown: cfg.DefaultDenyUnknown},
-		nft.Options{NetNSFD: cfg.NetNSFD, Ownership: cfg.Ownership})
+		kernel.Options{NetNSFD: cfg.NetNSFD, Ownership: cfg.Ownership})
 	if err != nil {
 		return err
 	}
@@ -224,7 +226,7 @@ func (a *agent) fail(err error) {
 	a.metrics.applyErrors.Inc()
 	a.metrics.degraded.Set(1)
 	reason := err.Error()
-	if errors.Is(err, nft.ErrOwnedElsewhere) {
+	if errors.Is(err, kernel.ErrOwnedElsewhere) {
 		reason += " (is another kube-fence agent running on this node?)"
 	}
 	a.log.Error("enforcement degraded; the last committed table stays in force", "reason", reason, "retryIn", a.backoff())

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/nft"
 )
 
@@ -11,7 +13,7 @@ import (
 // says so on w. The agent must be stopped first: a running agent owns the
 // table and would write it again.
 func Cleanup(cfg Config, w io.Writer) error {
-	conn, err := nft.Open(nft.Options{NetNSFD: cfg.NetNSFD, Ownership: nft.OwnershipOff})
+	conn, err := kernel.Open(kernel.Options{NetNSFD: cfg.NetNSFD, Ownership: kernel.OwnershipOff})
 	if err != nil {
 		return err
 	}
@@ -24,12 +26,12 @@ func Cleanup(cfg Config, w io.Writer) error {
 }
 
 // ParseOwnership reads the --table-ownership value: "auto" or "off".
-func ParseOwnership(s string) (nft.Ownership, error) {
+func ParseOwnership(s string) (kernel.Ownership, error) {
 	switch s {
 	case "auto":
-		return nft.OwnershipAuto, nil
+		return kernel.OwnershipAuto, nil
 	case "off":
-		return nft.OwnershipOff, nil
+		return kernel.OwnershipOff, nil
 	}
 	return 0, fmt.Errorf("--table-ownership: %q is not auto or off", s)
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
@@ -20,7 +22,7 @@ import (
 func TestMonitorReportsOnlyForeignChangesToOurTable(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NetNS(t)
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
+	conn, err := kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -69,7 +71,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		return nil, err
 	}
 	defer ns.Close()
-	pipe, err := enforce.Open(synth.NodeName(0), options, nft.Options{NetNSFD: ns.FD()})
+	pipe, err := enforce.Open(synth.NodeName(0), options, kernel.Options{NetNSFD: ns.FD()})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/netns"
@@ -132,7 +134,7 @@ func applyOnce(s *cluster.Snapshot, node string, r *SyncResult) error {
 		return err
 	}
 	defer ns.Close()
-	pipe, err := enforce.Open(node, options, nft.Options{NetNSFD: ns.FD()})
+	pipe, err := enforce.Open(node, options, kernel.Options{NetNSFD: ns.FD()})
 	if err != nil {
 		return err
 	}
@@ -180,7 +182,7 @@ func nftOnce(table *nft.Table, file string, compare bool, r *SyncResult) error {
 	if !compare {
 		return nil
 	}
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
+	conn, err := kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		return err
 	}

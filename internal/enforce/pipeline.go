@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
@@ -15,7 +17,7 @@ import (
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
-// Conn is the pipeline's connection to one node's nftables: *nft.Conn over
+// Conn is the pipeline's connection to one node's nftables: *kernel.Conn over
 // netlink, or nfttest.Conn in memory for unit tests.
 type Conn interface {
 	Sync(want *nft.Table) (*nft.Result, error)
@@ -29,7 +31,7 @@ type Conn interface {
 	Close() error
 }
 
-var _ Conn = (*nft.Conn)(nil)
+var _ Conn = (*kernel.Conn)(nil)
 
 // Stage names the step of a sync that failed.
 type Stage string
@@ -126,8 +128,8 @@ func New(node string, opts policy.Options, conn Conn) *Pipeline {
 
 // Open opens the netlink connection nopts describes and returns a pipeline
 // over it.
-func Open(node string, opts policy.Options, nopts nft.Options) (*Pipeline, error) {
-	conn, err := nft.Open(nopts)
+func Open(node string, opts policy.Options, nopts kernel.Options) (*Pipeline, error) {
+	conn, err := kernel.Open(nopts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"context"
@@ -29,7 +30,7 @@ type KernelEnforcer struct {
 	Options policy.Options
 	// Ownership is passed to the dataplane; the default claims the table
 	// with the owner and persist flags, as the agent does.
-	Ownership nft.Ownership
+	Ownership kernel.Ownership
 
 	mu    sync.Mutex
 	nodes map[string]*nodePipeline
@@ -50,7 +51,7 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	}
 	np := e.nodes[node.Name()]
 	if np == nil {
-		pipe, err := enforce.Open(node.Name(), e.Options, nft.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
+		pipe, err := enforce.Open(node.Name(), e.Options, kernel.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
 		if err != nil {
 			return fmt.Errorf("node %s: %w", node.Name(), err)
 		}

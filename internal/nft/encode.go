@@ -22,7 +22,7 @@ var nftTable = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet
 // against the state the previous ones leave: sets and chains are created
 // before anything refers to them, and references (rules, verdict map
 // elements) are removed before what they refer to.
-func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, error) {
+func EncodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, error) {
 	typeOf := func(name string) SetType {
 		if s := want.Sets[name]; s != nil {
 			return s.Type
@@ -105,13 +105,13 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 // joinBatch puts the messages of several parts into one batch: the begin
 // message of the first part, every part's own messages, one end message.
 func joinBatch(first []netlink.Message, rest ...[]netlink.Message) ([]netlink.Message, error) {
-	if len(first) < 2 || first[0].Header.Type != msgBatchBegin || first[len(first)-1].Header.Type != msgBatchEnd {
+	if len(first) < 2 || first[0].Header.Type != msgBatchBegin || first[len(first)-1].Header.Type != MsgBatchEnd {
 		return nil, errors.New("encode nftables batch: no batch begin and end messages")
 	}
 	out := slices.Clone(first[:len(first)-1])
 	for _, part := range rest {
 		for _, m := range part {
-			if m.Header.Type != msgBatchBegin && m.Header.Type != msgBatchEnd {
+			if m.Header.Type != msgBatchBegin && m.Header.Type != MsgBatchEnd {
 				out = append(out, m)
 			}
 		}
@@ -120,7 +120,7 @@ func joinBatch(first []netlink.Message, rest ...[]netlink.Message) ([]netlink.Me
 }
 
 // encodeDeleteTable builds a transaction removing kube-fence's table.
-func encodeDeleteTable() ([]netlink.Message, error) {
+func EncodeDeleteTable() ([]netlink.Message, error) {
 	e := newEncoder()
 	e.conn.DelTable(nftTable)
 	return e.batch()
@@ -179,8 +179,8 @@ func nftChain(c *Chain) (*nftables.Chain, error) {
 	return nc, nil
 }
 
-// describeMessage names what a batch message does, for error reports.
-func describeMessage(m netlink.Message) string {
+// DescribeMessage names what a batch message does, for error reports.
+func DescribeMessage(m netlink.Message) string {
 	verb, kind, nameAttrs := messageKind(m.Header.Type)
 	if verb == "" {
 		return fmt.Sprintf("netlink message type %#x", uint16(m.Header.Type))
@@ -247,3 +247,39 @@ func sortedKeys(m map[string][]Elem) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// encoder collects the messages google/nftables would send.
+type encoder struct {
+	conn *nftables.Conn
+	msgs []netlink.Message
+}
+
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.conn, _ = nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		e.msgs = append(e.msgs, req...)
+		return nil, nil // no reply; google/nftables treats that as success
+	}))
+	return e
+}
+
+// batch returns the captured messages (between the batch begin and end
+// messages google/nftables adds) and resets the encoder.
+func (e *encoder) batch() ([]netlink.Message, error) {
+	e.msgs = nil
+	if err := e.conn.Flush(); err != nil {
+		return nil, fmt.Errorf("encode nftables batch: %w", err)
+	}
+	msgs := e.msgs
+	e.msgs = nil
+	return msgs, nil
+}
+
+var (
+	msgBatchBegin = netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN)
+	MsgBatchEnd   = netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
+)
+
+// nfgen is the nfgenmsg header that precedes the attributes of every
+// nftables message.
+func nfgen(family byte) []byte { return []byte{family, unix.NFNETLINK_V0, 0, 0} }

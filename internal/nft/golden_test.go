@@ -51,9 +51,9 @@ func TestEncodeGolden(t *testing.T) {
 			var msgs []netlink.Message
 			var err error
 			if tc.want == nil {
-				msgs, err = encodeDeleteTable()
+				msgs, err = EncodeDeleteTable()
 			} else {
-				msgs, err = encodeDelta(Diff(tc.want, tc.have), tc.want, tc.rebuild)
+				msgs, err = EncodeDelta(Diff(tc.want, tc.have), tc.want, tc.rebuild)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -110,7 +110,7 @@ func renumberSetIDs(t *testing.T, msgs []netlink.Message) []netlink.Message {
 func dumpMessages(msgs []netlink.Message) string {
 	var b strings.Builder
 	for _, m := range msgs {
-		fmt.Fprintf(&b, "%s type=%#04x flags=%#04x len=%d\n", describeMessage(m), uint16(m.Header.Type), uint16(m.Header.Flags), len(m.Data))
+		fmt.Fprintf(&b, "%s type=%#04x flags=%#04x len=%d\n", DescribeMessage(m), uint16(m.Header.Type), uint16(m.Header.Flags), len(m.Data))
 		for i := 0; i < len(m.Data); i += 32 {
 			fmt.Fprintf(&b, "  %s\n", hex.EncodeToString(m.Data[i:min(i+32, len(m.Data))]))
 		}
@@ -140,11 +140,11 @@ func firstDiff(want, got string) string {
 func TestUnknownHookIsAnError(t *testing.T) {
 	tb := NewTable()
 	tb.AddChain(&Chain{Name: "odd", Hook: &Hook{Hook: HookPoint(42), Policy: "accept"}})
-	if _, err := encodeDelta(Diff(tb, nil), tb, false); err == nil || !strings.Contains(err.Error(), "unknown hook") {
+	if _, err := EncodeDelta(Diff(tb, nil), tb, false); err == nil || !strings.Contains(err.Error(), "unknown hook") {
 		t.Fatalf("encoding a chain on hook 42: err = %v, want unknown hook", err)
 	}
 	tb.Chains["odd"].Hook = &Hook{Hook: HookForward, Policy: "accept", Type: "nat"}
-	if _, err := encodeDelta(Diff(tb, nil), tb, false); err == nil {
+	if _, err := EncodeDelta(Diff(tb, nil), tb, false); err == nil {
 		t.Fatal("encoding a nat chain: no error")
 	}
 }

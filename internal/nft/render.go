@@ -335,7 +335,7 @@ func rangeElems(rs []addrset.Range) []Elem {
 }
 
 // addrFromKey decodes an address key.
-func addrFromKey(b []byte) netip.Addr {
+func AddrFromKey(b []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }

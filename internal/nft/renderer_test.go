@@ -6,13 +6,9 @@ import (
 	"net/netip"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
-	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // TestRendererEqualsRender follows a synthetic cluster through random
@@ -21,36 +17,10 @@ import (
 // and that it reused what the change did not touch.
 func TestRendererEqualsRender(t *testing.T) { followChanges(t, nil) }
 
-// TestIncrementalSyncOfChanges follows the same changes into a kernel: each
-// plan is rendered incrementally and synced, and both the read back of what
-// the transaction changed and the full read back must find the kernel's
-// table equal to the desired one.
-func TestIncrementalSyncOfChanges(t *testing.T) {
-	ns := testenv.NetNS(t)
-	conn := openConn(t, ns, OwnershipAuto)
-	n := 0
-	followChanges(t, func(step string, want *Table) {
-		n++
-		res, err := conn.Sync(want)
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		d, err := conn.VerifyApplied(want, res.Delta)
-		if err != nil {
-			t.Fatalf("%s: verify applied: %v", step, err)
-		}
-		if !d.Empty() {
-			t.Fatalf("%s: verify applied: %v", step, d.Differences)
-		}
-		if n%4 == 1 { // the full read back is slow at this size
-			requireNoDiff(t, conn, want, step)
-		}
-	})
-}
-
 // followChanges makes random changes to a synthetic cluster and renders
 // each plan with one Renderer, comparing with Render; sync, if set, gets
-// every table.
+// every table. (internal/enforce's TestPipelineFollowsChangesInTheKernel
+// sends the same changes into a kernel.)
 func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	cfg := synth.Config{Pods: 2000, Policies: 200, Nodes: 10, Namespaces: 20, PodsOnNode: 110, Seed: 21}
 	s := synth.Generate(cfg)
@@ -67,31 +37,7 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	reused, total := 0, 0
 	for step := range 40 {
-		var what string
-		switch rnd.IntN(4) {
-		case 0:
-			p := *pool.Pods[rnd.IntN(len(pool.Pods))]
-			p.Name = fmt.Sprintf("added-%d", step)
-			if step%3 == 0 {
-				p.NodeName = node
-			}
-			c.SetPod(&p)
-			what = "add pod"
-		case 1:
-			p := *s.Pods[rnd.IntN(len(s.Pods))]
-			p.Labels = pool.Pods[rnd.IntN(len(pool.Pods))].Labels
-			c.SetPod(&p)
-			what = "relabel pod"
-		case 2:
-			c.SetNamespace(&cluster.Namespace{Name: fmt.Sprintf("ns-%d", rnd.IntN(20)),
-				Labels: labels.Set{"team": fmt.Sprintf("team-%d", rnd.IntN(7)), "env": "prod"}})
-			what = "relabel namespace"
-		default:
-			np := pool.Policies[rnd.IntN(len(pool.Policies))].DeepCopy()
-			np.Name = fmt.Sprintf("added-%d", step)
-			c.SetPolicy(np)
-			what = "add policy"
-		}
+		what := synth.RandomChange(rnd, s, pool, node, step, c)
 		pl := c.Plan()
 		got, want := r.Render(pl), Render(pl)
 		if d := Diff(want, got); !d.Empty() {

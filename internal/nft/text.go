@@ -77,9 +77,9 @@ func ElemText(t SetType, e Elem) string {
 	var key string
 	switch t {
 	case Addr4, Addr6:
-		key = addrset.Range{From: addrFromKey(e.Key), To: addrFromKey(e.KeyEnd)}.String()
+		key = addrset.Range{From: AddrFromKey(e.Key), To: AddrFromKey(e.KeyEnd)}.String()
 	case PodMap4, PodMap6:
-		key = addrFromKey(e.Key).String()
+		key = AddrFromKey(e.Key).String()
 	case PortMap:
 		key = portRangeText(e.Key, e.KeyEnd)
 	default:

@@ -1,4 +1,4 @@
-// Package nfttest provides an in-memory stand-in for nft.Conn: it applies
+// Package nfttest provides an in-memory stand-in for kernel.Conn: it applies
 // the same deltas the netlink connection sends to a table held in memory,
 // and can be told to fail a transaction or a read, so code driving the
 // dataplane (the agent's scheduling, the pipeline's repair decisions) is
@@ -24,7 +24,7 @@ var ErrInjected = errors.New("injected failure")
 type Conn struct {
 	mu        sync.Mutex
 	kernel    *nft.Table // nil: no table
-	committed *nft.Table // what the last transaction left, as nft.Conn keeps it
+	committed *nft.Table // what the last transaction left, as kernel.Conn keeps it
 	failApply int
 	failRead  int
 	applies   int
@@ -79,7 +79,7 @@ func (c *Conn) readFails() bool {
 	return false
 }
 
-// Sync implements enforce.Conn like nft.Conn.Sync: the difference from the
+// Sync implements enforce.Conn like kernel.Conn.Sync: the difference from the
 // last committed table, or a repair when that is unknown.
 func (c *Conn) Sync(want *nft.Table) (*nft.Result, error) {
 	c.mu.Lock()

@@ -1,9 +1,11 @@
-package nft
+package kernel
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
@@ -12,7 +14,7 @@ import (
 
 // syncAndVerify applies want and checks that reading back what the
 // transaction changed finds nothing wrong.
-func syncAndVerify(t *testing.T, c *Conn, want *Table, when string) *Result {
+func syncAndVerify(t *testing.T, c *Conn, want *nft.Table, when string) *nft.Result {
 	t.Helper()
 	res, err := c.Sync(want)
 	if err != nil {
@@ -51,7 +53,7 @@ func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
-	var r Renderer
+	var r nft.Renderer
 	syncAndVerify(t, c, r.Render(pl), "first sync")
 
 	a := netip.MustParseAddr
@@ -90,7 +92,7 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
-	var r Renderer
+	var r nft.Renderer
 	syncAndVerify(t, c, r.Render(pl), "first sync")
 
 	a := netip.MustParseAddr
@@ -101,9 +103,9 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
 	d, err := c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +139,7 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 	if len(res.Delta.ReplaceRules) != 1 {
 		t.Fatalf("a new comment replaced %d chains, want 1", len(res.Delta.ReplaceRules))
 	}
-	mustRun(t, ns, "nft", "add", "rule", "inet", TableName, "ingress-i000000000001", "ip", "saddr", "10.9.9.9", "accept")
+	mustRun(t, ns, "nft", "add", "rule", "inet", nft.TableName, "ingress-i000000000001", "ip", "saddr", "10.9.9.9", "accept")
 	d, err = c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +155,7 @@ func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
 	pl := testPlan()
-	var r Renderer
+	var r nft.Renderer
 	syncAndVerify(t, c, r.Render(pl), "first sync")
 	pl.Pods = pl.Pods[:1] // x/b goes
 	edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = addrset.Set{} })
@@ -162,8 +164,8 @@ func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.11", ":", "accept", "}")
-	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-i000000000001-any-v6", "{", "fd00:10:42::11", "}")
+	mustRun(t, ns, "nft", "add", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.11", ":", "accept", "}")
+	mustRun(t, ns, "nft", "add", "element", "inet", nft.TableName, "ingress-i000000000001-any-v6", "{", "fd00:10:42::11", "}")
 	d, err := c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)

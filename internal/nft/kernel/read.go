@@ -1,4 +1,4 @@
-package nft
+package kernel
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
@@ -51,7 +53,7 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 	// No ack flag: the kernel answers a get with the object or an error,
 	// and an extra ack would be left in the socket for the next request.
 	req, err := request(unix.NFT_MSG_GETTABLE, 0,
-		netlink.Attribute{Type: unix.NFTA_TABLE_NAME, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_TABLE_NAME, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +62,7 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get table inet %s: %w", TableName, err)
+		return nil, fmt.Errorf("get table inet %s: %w", nft.TableName, err)
 	}
 	info := &tableInfo{}
 	for _, m := range msgs {
@@ -82,23 +84,23 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 }
 
 // readSets returns every set of the table, with its elements if elems.
-func readSets(sock *netlink.Conn, elems bool) (map[string]*Set, error) {
+func readSets(sock *netlink.Conn, elems bool) (map[string]*nft.Set, error) {
 	req, err := request(unix.NFT_MSG_GETSET, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
 	msgs, err := sock.Execute(req)
 	if err != nil {
-		return nil, fmt.Errorf("list sets of table inet %s: %w", TableName, err)
+		return nil, fmt.Errorf("list sets of table inet %s: %w", nft.TableName, err)
 	}
-	sets := map[string]*Set{}
+	sets := map[string]*nft.Set{}
 	for _, m := range msgs {
 		name, typ, err := decodeSetHeader(m)
 		if err != nil {
 			return nil, err
 		}
-		s := &Set{Name: name, Type: typ}
+		s := &nft.Set{Name: name, Type: typ}
 		if elems {
 			if s.Elems, err = readElems(sock, name, typ); err != nil {
 				return nil, err
@@ -111,7 +113,7 @@ func readSets(sock *netlink.Conn, elems bool) (map[string]*Set, error) {
 
 // decodeSetHeader classifies a set into one of the shapes kube-fence uses;
 // any other shape (a set someone replaced) gets type 0 and so never matches.
-func decodeSetHeader(m netlink.Message) (string, SetType, error) {
+func decodeSetHeader(m netlink.Message) (string, nft.SetType, error) {
 	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 	if err != nil {
 		return "", 0, err
@@ -141,15 +143,15 @@ func decodeSetHeader(m netlink.Message) (string, SetType, error) {
 	verdictMap := isMap && dataType == unix.NFT_DATA_VERDICT
 	switch {
 	case !isMap && interval && keyLen == 4 && keyType == typeIPv4Addr:
-		return name, Addr4, nil
+		return name, nft.Addr4, nil
 	case !isMap && interval && keyLen == 16 && keyType == typeIPv6Addr:
-		return name, Addr6, nil
+		return name, nft.Addr6, nil
 	case verdictMap && !interval && keyLen == 4 && keyType == typeIPv4Addr:
-		return name, PodMap4, nil
+		return name, nft.PodMap4, nil
 	case verdictMap && !interval && keyLen == 16 && keyType == typeIPv6Addr:
-		return name, PodMap6, nil
+		return name, nft.PodMap6, nil
 	case verdictMap && interval && keyLen == 8 && keyType == typeProtoPort:
-		return name, PortMap, nil
+		return name, nft.PortMap, nil
 	}
 	return name, 0, nil
 }
@@ -169,13 +171,13 @@ const (
 type kernelElem struct {
 	key, keyEnd []byte
 	end         bool // NFT_SET_ELEM_INTERVAL_END
-	verdict     *Verdict
+	verdict     *nft.Verdict
 	comment     string
 }
 
-func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
+func readElems(sock *netlink.Conn, set string, typ nft.SetType) ([]nft.Elem, error) {
 	req, err := request(unix.NFT_MSG_GETSETELEM, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstring(TableName)},
+		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstring(nft.TableName)},
 		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: cstring(set)})
 	if err != nil {
 		return nil, err
@@ -195,10 +197,10 @@ func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
 // interval sets the kernel returns start and end elements in any order; an
 // end without a start (nft adds one at address zero) carries nothing, and a
 // start without an end runs to the last address.
-func canonicalElems(typ SetType, kes []kernelElem) []Elem {
-	out := make([]Elem, 0, len(kes))
+func canonicalElems(typ nft.SetType, kes []kernelElem) []nft.Elem {
+	out := make([]nft.Elem, 0, len(kes))
 	switch typ {
-	case Addr4, Addr6:
+	case nft.Addr4, nft.Addr6:
 		order := func(a, b kernelElem) int {
 			if c := bytes.Compare(a.key, b.key); c != 0 {
 				return c
@@ -225,12 +227,12 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 				keys = appendAddr(keys, start)
 				mid := len(keys)
 				keys = appendAddr(keys, last)
-				out = append(out, Elem{Key: keys[at:mid:mid], KeyEnd: keys[mid:len(keys):len(keys)]})
+				out = append(out, nft.Elem{Key: keys[at:mid:mid], KeyEnd: keys[mid:len(keys):len(keys)]})
 			}
 			open = false
 		}
 		for _, ke := range kes {
-			a := addrFromKey(ke.key)
+			a := nft.AddrFromKey(ke.key)
 			if !a.IsValid() {
 				continue // a key of the wrong length: not ours, the diff will show it
 			}
@@ -247,10 +249,10 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 		return out
 	default:
 		for _, ke := range kes {
-			out = append(out, Elem{Key: ke.key, KeyEnd: ke.keyEnd, Verdict: ke.verdict, Comment: ke.comment})
+			out = append(out, nft.Elem{Key: ke.key, KeyEnd: ke.keyEnd, Verdict: ke.verdict, Comment: ke.comment})
 		}
 	}
-	SortElems(out)
+	nft.SortElems(out)
 	return out
 }
 
@@ -287,9 +289,9 @@ func exprVerdictKind(code int32) expr.VerdictKind { return expr.VerdictKind(code
 // readChains returns the table's chains with their rules: one dump of the
 // chain headers and one of all the table's rules, both decoded by us
 // (decodeChain, nlrules).
-func readChains(sock *netlink.Conn) (map[string]*Chain, error) {
+func readChains(sock *netlink.Conn) (map[string]*nft.Chain, error) {
 	req, err := request(unix.NFT_MSG_GETCHAIN, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
@@ -297,13 +299,13 @@ func readChains(sock *netlink.Conn) (map[string]*Chain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
-	chains := map[string]*Chain{}
+	chains := map[string]*nft.Chain{}
 	for _, m := range msgs {
 		ch, table, err := decodeChain(m)
 		if err != nil {
 			return nil, fmt.Errorf("decode chain: %w", err)
 		}
-		if table == TableName {
+		if table == nft.TableName {
 			chains[ch.Name] = ch
 		}
 	}
@@ -321,13 +323,13 @@ func readChains(sock *netlink.Conn) (map[string]*Chain, error) {
 
 // decodeChain reads a chain header (without rules) and the name of its
 // table.
-func decodeChain(m netlink.Message) (ch *Chain, table string, err error) {
+func decodeChain(m netlink.Message) (ch *nft.Chain, table string, err error) {
 	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 	if err != nil {
 		return nil, "", err
 	}
 	ad.ByteOrder = binary.BigEndian
-	ch = &Chain{}
+	ch = &nft.Chain{}
 	var typ string
 	policy := uint32(1) // NF_ACCEPT
 	for ad.Next() {
@@ -341,13 +343,13 @@ func decodeChain(m netlink.Message) (ch *Chain, table string, err error) {
 		case unix.NFTA_CHAIN_POLICY:
 			policy = ad.Uint32()
 		case unix.NFTA_CHAIN_HOOK:
-			ch.Hook = &Hook{}
+			ch.Hook = &nft.Hook{}
 			ad.Nested(func(h *netlink.AttributeDecoder) error {
 				h.ByteOrder = binary.BigEndian
 				for h.Next() {
 					switch h.Type() {
 					case unix.NFTA_HOOK_HOOKNUM:
-						ch.Hook.Hook = HookPoint(h.Uint32())
+						ch.Hook.Hook = nft.HookPoint(h.Uint32())
 					case unix.NFTA_HOOK_PRIORITY:
 						ch.Hook.Priority = int32(h.Uint32())
 					}

@@ -1,4 +1,4 @@
-package nft
+package kernel
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/netns"
@@ -38,7 +40,7 @@ func mustRun(t *testing.T, ns *netns.NS, name string, args ...string) string {
 	return out
 }
 
-func requireNoDiff(t *testing.T, c *Conn, want *Table, when string) {
+func requireNoDiff(t *testing.T, c *Conn, want *nft.Table, when string) {
 	t.Helper()
 	d, err := c.Verify(want)
 	if err != nil {
@@ -52,7 +54,7 @@ func requireNoDiff(t *testing.T, c *Conn, want *Table, when string) {
 func TestApplyReadBackIsExact(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
-	want := Render(testPlan())
+	want := nft.Render(testPlan())
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,7 @@ func TestApplyReadBackIsExact(t *testing.T) {
 		t.Errorf("ownership = %q, want owner,persist on this kernel", got)
 	}
 	// nft agrees it is one table with the owner flag.
-	out := mustRun(t, ns, "nft", "list", "table", "inet", TableName)
+	out := mustRun(t, ns, "nft", "list", "table", "inet", nft.TableName)
 	if !strings.Contains(out, "flags owner") {
 		t.Errorf("nft list shows no owner flag:\n%s", out)
 	}
@@ -80,9 +82,9 @@ func TestApplyReadBackIsExact(t *testing.T) {
 func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 	testenv.RequireBinary(t, "nft", "nftables")
 	ns := testenv.NetNS(t)
-	want := Render(testPlan())
+	want := nft.Render(testPlan())
 	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(Text(want))
+	cmd.Stdin = strings.NewReader(nft.Text(want))
 	if err := ns.Do(func() error {
 		b, err := cmd.CombinedOutput()
 		if err != nil {
@@ -90,7 +92,7 @@ func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("nft -f of the rendered text: %v\n%s", err, Text(want))
+		t.Fatalf("nft -f of the rendered text: %v\n%s", err, nft.Text(want))
 	}
 	c := openConn(t, ns, OwnershipOff)
 	requireNoDiff(t, c, want, "table loaded by nft -f")
@@ -100,13 +102,13 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
 	pl := testPlan()
-	if _, err := c.Sync(Render(pl)); err != nil {
+	if _, err := c.Sync(nft.Render(pl)); err != nil {
 		t.Fatal(err)
 	}
 	// A new pod on the node: only verdict map elements change.
 	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c",
 		IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12"), netip.MustParseAddr("fd00:10:42::12")}, Ingress: "i000000000001"})
-	want := Render(pl)
+	want := nft.Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	// A peer appears in a port class: one interval element changes.
 	prof := pl.Profile("i000000000001")
 	prof.Ports[1].Peers = prof.Ports[1].Peers.Union(addrset.OfAddrs(netip.MustParseAddr("10.42.0.99")))
-	want = Render(pl)
+	want = nft.Render(pl)
 	res, err = c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	// The pod leaves the profile's selection: its elements are updated in
 	// place, the profile chains stay.
 	pl.Pods[2].Ingress = ""
-	want = Render(pl)
+	want = nft.Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 
 	// Everything removed: profile chains, sets and maps go in one step.
 	pl.Pods, pl.Profiles = nil, nil
-	want = Render(pl)
+	want = nft.Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
-package nft
+package kernel
 
 import (
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
@@ -18,7 +20,7 @@ func TestApplyAtScale(t *testing.T) {
 	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
 	s := synth.Generate(synth.Config{Pods: 10000, Policies: 1000, Nodes: 100, Namespaces: 100, PodsOnNode: 110, Seed: 1})
-	want := Render(policy.Compile(s, synth.NodeName(0), policy.Options{DefaultDenyUnknown: true}))
+	want := nft.Render(policy.Compile(s, synth.NodeName(0), policy.Options{DefaultDenyUnknown: true}))
 	if _, rules, _, elems := want.Counts(); rules < 1000 || elems < 100000 {
 		t.Fatalf("the synthetic table has %d rules and %d elements; the test needs at least 1000 and 100000", rules, elems)
 	}
