@@ -253,7 +253,14 @@ func canonicalElems(typ nft.SetType, kes []kernelElem) []nft.Elem {
 		}
 	}
 	nft.SortElems(out)
-	return out
+	// A set holds one element per key, yet a dump can return one twice:
+	// it resumes by position, and the kernel may resize a hash set between
+	// the parts of a dump. Seen in the lab right after the transaction that
+	// filled a pod map; the duplicate read as an unexpected element, which
+	// a repair would have deleted.
+	return slices.CompactFunc(out, func(a, b nft.Elem) bool {
+		return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.KeyEnd, b.KeyEnd)
+	})
 }
 
 // appendAddr appends a's bytes: 4 for IPv4, 16 for IPv6.
