@@ -78,7 +78,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 	defer pipe.Close()
 	g := &rig{s: synth.Generate(sz.Config), pipe: pipe}
 	pipe.Load(g.s)
-	if _, err := pipe.Sync(); err != nil {
+	if _, err := pipe.Apply(); err != nil { // the whole table; each change is read back below
 		return nil, err
 	}
 	pool := sz.Config
