@@ -24,7 +24,6 @@ type Conn interface {
 	VerifyApplied(want *nft.Table, d *nft.Delta) (*nft.Delta, error)
 	Verify(want *nft.Table) (*nft.Delta, error)
 	Repair(want *nft.Table) (*nft.Result, error)
-	Read() (*nft.Table, error)
 	DeleteTable() error
 	OwnershipState() string
 	PortID() uint32
@@ -147,7 +146,6 @@ func (p *Pipeline) SetPolicy(np *networkingv1.NetworkPolicy) { p.compiler.SetPol
 func (p *Pipeline) DeletePolicy(key string)                  { p.compiler.DeletePolicy(key) }
 func (p *Pipeline) SetNode(n *cluster.Node)                  { p.compiler.SetNode(n) }
 func (p *Pipeline) DeleteNode(name string)                   { p.compiler.DeleteNode(name) }
-func (p *Pipeline) Objects() *cluster.Snapshot               { return p.compiler.Snapshot() }
 func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s) }
 
 // Sync brings the kernel's table to the objects as handed over so far: it
@@ -236,9 +234,6 @@ func (p *Pipeline) Plan() *plan.Plan { return p.plan }
 
 // Desired returns the table of the last successful Apply, or nil.
 func (p *Pipeline) Desired() *nft.Table { return p.desired }
-
-// Read returns the table as the kernel holds it, or nil when there is none.
-func (p *Pipeline) Read() (*nft.Table, error) { return p.conn.Read() }
 
 // DeleteTable removes kube-fence's table from the kernel.
 func (p *Pipeline) DeleteTable() error {

@@ -58,7 +58,7 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 		np = &nodePipeline{pipe: pipe, last: &cluster.Snapshot{}}
 		e.nodes[node.Name()] = np
 	}
-	HandChanges(np.pipe, np.last, snap)
+	handChanges(np.pipe, np.last, snap)
 	np.last = snap
 	s, err := np.pipe.Sync()
 	if err != nil {
@@ -72,11 +72,11 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	return nil
 }
 
-// HandChanges hands c what turns the objects of from into those of to: an
+// handChanges hands c what turns the objects of from into those of to: an
 // addition or replacement per object new or different in to, a deletion
 // per object only in from. With an empty from, that is to as a sequence of
 // additions.
-func HandChanges(c enforce.Changes, from, to *cluster.Snapshot) {
+func handChanges(c enforce.Changes, from, to *cluster.Snapshot) {
 	diffObjects(from.Namespaces, to.Namespaces, func(n *cluster.Namespace) string { return n.Name }, c.SetNamespace, c.DeleteNamespace)
 	diffObjects(from.Pods, to.Pods, (*cluster.Pod).Key, c.SetPod, c.DeletePod)
 	diffObjects(from.Policies, to.Policies, func(np *networkingv1.NetworkPolicy) string { return np.Namespace + "/" + np.Name },
@@ -121,17 +121,6 @@ func (e *KernelEnforcer) Desired(node string) *nft.Table {
 		return np.pipe.Desired()
 	}
 	return nil
-}
-
-// Table reads node's table back from the kernel.
-func (e *KernelEnforcer) Table(node string) (*nft.Table, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	np := e.nodes[node]
-	if np == nil {
-		return nil, fmt.Errorf("node %s: nothing enforced yet", node)
-	}
-	return np.pipe.Read()
 }
 
 // Close closes the netlink connections; the tables go with the namespaces.

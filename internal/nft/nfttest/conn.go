@@ -38,7 +38,7 @@ func New() *Conn { return &Conn{} }
 // the table as it was.
 func (c *Conn) FailApplies(n int) { c.mu.Lock(); c.failApply = n; c.mu.Unlock() }
 
-// FailReads makes the next n reads (Verify, VerifyApplied, Read, and the
+// FailReads makes the next n reads (Verify, VerifyApplied, and the
 // read a Repair starts with) fail with ErrInjected.
 func (c *Conn) FailReads(n int) { c.mu.Lock(); c.failRead = n; c.mu.Unlock() }
 
@@ -152,16 +152,6 @@ func (c *Conn) Verify(want *nft.Table) (*nft.Delta, error) {
 		return nil, ErrInjected
 	}
 	return nft.Diff(want, c.kernel), nil
-}
-
-// Read implements enforce.Conn.
-func (c *Conn) Read() (*nft.Table, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.readFails() {
-		return nil, ErrInjected
-	}
-	return clone(c.kernel), nil
 }
 
 // DeleteTable implements enforce.Conn.
