@@ -159,7 +159,7 @@ func policyNamespace(np *networkingv1.NetworkPolicy) string {
 // allAddrs is the set of every address, for rules without peers.
 func (c *compiler) allAddrs() setID {
 	if c.all == emptySet {
-		c.all = c.sets.intern(spansOf(addrset.All()))
+		c.all = c.sets.intern(addrset.SpansOf(addrset.All()))
 	}
 	return c.all
 }
@@ -178,7 +178,7 @@ type portName struct {
 // servingAddr is an address of an enforceable pod serving a named port on
 // one number.
 type servingAddr struct {
-	key  u128
+	key  addrset.Key
 	v4   bool
 	port uint16
 }
@@ -225,7 +225,7 @@ func (c *compiler) indexServing(names []portName) {
 						}
 						for _, ip := range p.IPs {
 							if ip.IsValid() {
-								lists[j] = append(lists[j], servingAddr{keyOf(ip), ip.Is4(), num})
+								lists[j] = append(lists[j], servingAddr{addrset.KeyOf(ip), ip.Is4(), num})
 							}
 						}
 					}

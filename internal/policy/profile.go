@@ -179,11 +179,11 @@ func (c *compiler) partition(entries []portEntry, anySet setID) []plan.PortClass
 				}
 			}
 			peers := c.sets.subtract(c.sets.union(covering), anySet)
-			if c.sets.get(peers).isEmpty() {
+			if c.sets.get(peers).IsEmpty() {
 				continue
 			}
 			if n := len(out); n > 0 && out[n-1].Protocol == proto && int(out[n-1].Last)+1 == first &&
-				(last == peers || c.sets.get(last).equal(c.sets.get(peers))) {
+				(last == peers || c.sets.get(last).Equal(c.sets.get(peers))) {
 				out[n-1].Last = uint16(end)
 				continue
 			}
