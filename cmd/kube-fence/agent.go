@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -15,7 +15,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
-	"github.com/kube-fence/kube-fence/internal/nft"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -45,23 +44,18 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			if cfg.NodeName == "" {
 				cfg.NodeName = defaultNode
 			}
-			log, err := newLogger(logLevel, logFormat)
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
 				return err
 			}
 			// client-go reports watch and list failures through klog: send
 			// them to the same handler, so every line has the chosen format.
 			klog.SetSlogLogger(log)
-			switch ownership {
-			case "auto":
-				cfg.Ownership = nft.OwnershipAuto
-			case "off":
-				cfg.Ownership = nft.OwnershipOff
-			default:
-				return fmt.Errorf("--table-ownership: %q is not auto or off", ownership)
+			if cfg.Ownership, err = agent.ParseOwnership(ownership); err != nil {
+				return err
 			}
 			if cleanup {
-				return cleanupTable(cfg)
+				return agent.Cleanup(cfg, cmd.OutOrStdout())
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -89,19 +83,6 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	return cmd
 }
 
-func cleanupTable(cfg agent.Config) error {
-	conn, err := nft.Open(nft.Options{NetNSFD: cfg.NetNSFD, Ownership: nft.OwnershipOff})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := conn.DeleteTable(); err != nil {
-		return err
-	}
-	fmt.Printf("removed table inet %s (if it existed)\n", nft.TableName)
-	return nil
-}
-
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	var (
 		config *rest.Config
@@ -122,7 +103,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(config)
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
@@ -136,9 +117,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	}}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
 }

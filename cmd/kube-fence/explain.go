@@ -19,8 +19,8 @@ import (
 func newExplainCmd() *cobra.Command {
 	var (
 		file, kubeconfig, addresses, protocol, output string
-		q                                           explain.Query
-		port                                        int
+		q                                             explain.Query
+		port                                          int
 	)
 	cmd := &cobra.Command{
 		Use:   "explain (-f MANIFESTS | --kubeconfig FILE) --from NS/POD|IP --to NS/POD|IP --port N",

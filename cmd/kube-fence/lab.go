@@ -253,21 +253,21 @@ three NetworkPolicies one at a time and prints the reachability matrix after eac
 	return cmd
 }
 
-// writeTables prints the table the enforcer programmed on each node, as the
-// kernel holds it (the rendered text is verified equal to the kernel's
-// table after every change).
+// writeTables prints the table the enforcer committed on each node, as it
+// rendered it; the read back after each transaction found the kernel's copy
+// equal, or the step failed.
 func writeTables(w io.Writer, l *lab.Lab, e lab.Enforcer) error {
 	ke, ok := e.(*lab.KernelEnforcer)
 	if !ok {
 		return nil
 	}
 	for _, n := range l.Nodes() {
-		plan := ke.Plan(n.Name())
-		if plan == nil {
+		table := ke.Desired(n.Name())
+		if table == nil {
 			continue
 		}
-		fmt.Fprintf(w, "\n# node %s: nft list table inet %s\n", n.Name(), nft.TableName)
-		if err := nft.WriteText(w, nft.Render(plan)); err != nil {
+		fmt.Fprintf(w, "\n# node %s: table inet %s as committed\n", n.Name(), nft.TableName)
+		if err := nft.WriteText(w, table); err != nil {
 			return err
 		}
 	}

@@ -10,15 +10,17 @@ import (
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		stderr := root.ErrOrStderr()
 		var ex exitError
 		if errors.As(err, &ex) {
 			if ex.msg != "" {
-				fmt.Fprintln(os.Stderr, "kube-fence:", ex.msg)
+				fmt.Fprintln(stderr, "kube-fence:", ex.msg)
 			}
 			os.Exit(ex.code)
 		}
-		fmt.Fprintln(os.Stderr, "kube-fence:", err)
+		fmt.Fprintln(stderr, "kube-fence:", err)
 		os.Exit(1)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/policy"
@@ -22,7 +23,7 @@ const (
 func newRenderCmd() *cobra.Command {
 	var (
 		file, node, addresses string
-		opts                  = policy.Options{DefaultDenyUnknown: true}
+		defaultDenyUnknown    = true
 	)
 	cmd := &cobra.Command{
 		Use:   "render -f MANIFESTS [--node NAME]",
@@ -72,18 +73,18 @@ on standard error; the rest is in the table.`,
 			if node, err = pickNode(snap, node); err != nil {
 				return err
 			}
-			plan := policy.Compile(snap, node, opts)
-			for _, p := range plan.Problems {
+			pl, table := enforce.Preview(snap, node, policy.Options{DefaultDenyUnknown: defaultDenyUnknown})
+			for _, p := range pl.Problems {
 				fmt.Fprintf(cmd.ErrOrStderr(), "kube-fence render: warning: %s\n", p)
 			}
-			return nft.WriteText(cmd.OutOrStdout(), nft.Render(plan))
+			return nft.WriteText(cmd.OutOrStdout(), table)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "filename", "f", "", "the manifests, or - for standard input")
 	f.StringVar(&node, "node", "", "the node to render for (default: the only node of the manifests)")
 	f.StringVar(&addresses, "addresses", addressesLab, "where addresses come from: lab or objects (see above)")
-	f.BoolVar(&opts.DefaultDenyUnknown, "default-deny-unknown", opts.DefaultDenyUnknown,
+	f.BoolVar(&defaultDenyUnknown, "default-deny-unknown", defaultDenyUnknown,
 		"isolate addresses of the node's pod CIDRs that belong to no known pod, as the agent does by default")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
@@ -95,35 +96,7 @@ func renderSnapshot(s *scenario.Scenario, addresses string) (*cluster.Snapshot, 
 	if addresses == addressesLab {
 		return s.Snapshot()
 	}
-	snap := &cluster.Snapshot{}
-	var problems []string
-	for _, ns := range s.Namespaces {
-		snap.Namespaces = append(snap.Namespaces, cluster.NamespaceFromAPI(ns))
-	}
-	for _, n := range s.Nodes {
-		node, err := cluster.NodeFromAPI(n)
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		snap.Nodes = append(snap.Nodes, node)
-	}
-	for _, p := range s.Pods {
-		pod, err := cluster.PodFromAPI(p)
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		snap.Pods = append(snap.Pods, pod)
-	}
-	snap.Policies = append(snap.Policies, s.Policies...)
-	for _, p := range s.ClusterNetworkPolicies {
-		snap.ClusterNetworkPolicies = append(snap.ClusterNetworkPolicies, cluster.ClusterNetworkPolicyFromAPI(p))
-	}
-	if len(problems) > 0 {
-		return nil, &scenario.InvalidError{Problems: problems}
-	}
-	return snap, nil
+	return s.Objects()
 }
 
 // pickNode returns the node to render for: the one asked for, which must

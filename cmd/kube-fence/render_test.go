@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -57,8 +59,8 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	}
 	want := nft.Render(policy.Compile(snap, scenario.DefaultNode, policy.Options{DefaultDenyUnknown: true}))
 
-	viaNetlink := newNS(t)
-	c, err := nft.Open(nft.Options{NetNSFD: viaNetlink.FD()})
+	viaNetlink := testenv.NetNS(t)
+	c, err := kernel.Open(kernel.Options{NetNSFD: viaNetlink.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +73,14 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	viaText := newNS(t)
+	viaText := testenv.NetNS(t)
 	if msg, err := nftIn(viaText, out, "-c", "-f", "-"); err != nil {
 		t.Fatalf("nft -c rejects the output: %v\n%s", err, msg)
 	}
 	if msg, err := nftIn(viaText, out, "-f", "-"); err != nil {
 		t.Fatalf("nft -f rejects the output: %v\n%s", err, msg)
 	}
-	r, err := nft.Open(nft.Options{NetNSFD: viaText.FD(), Ownership: nft.OwnershipOff})
+	r, err := kernel.Open(kernel.Options{NetNSFD: viaText.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,16 +95,6 @@ func TestRenderIsTheProgrammedTable(t *testing.T) {
 	if d := nft.Diff(want, loaded); !d.Empty() {
 		t.Errorf("the table loaded from the text differs from the desired one:\n  %s", strings.Join(d.Differences, "\n  "))
 	}
-}
-
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
 }
 
 func nftIn(ns *netns.NS, stdin string, args ...string) (string, error) {

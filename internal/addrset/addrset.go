@@ -107,10 +107,10 @@ func checkCanonical(rs []Range, v4 bool) error {
 			return fmt.Errorf("range %d (%v-%v): wrong family or zoned", i, r.From, r.To)
 		case r.From.Compare(r.To) > 0:
 			return fmt.Errorf("range %d (%v-%v): reversed", i, r.From, r.To)
-		case i > 0 && touches(rs[i-1], r):
-			return fmt.Errorf("range %d (%v-%v): overlaps or adjoins the one before", i, r.From, r.To)
 		case i > 0 && rs[i-1].From.Compare(r.From) > 0:
 			return fmt.Errorf("range %d (%v-%v): out of order", i, r.From, r.To)
+		case i > 0 && touches(spanOf(rs[i-1]), spanOf(r)):
+			return fmt.Errorf("range %d (%v-%v): overlaps or adjoins the one before", i, r.From, r.To)
 		}
 	}
 	return nil
@@ -169,7 +169,7 @@ func (s Set) Union(t Set) Set {
 	if s.IsEmpty() {
 		return t
 	}
-	return Set{v4: union(s.v4, t.v4), v6: union(s.v6, t.v6)}
+	return UnionSpans([]Spans{SpansOf(s), SpansOf(t)}).Set()
 }
 
 // Subtract returns the addresses in s and not in t.
@@ -177,7 +177,7 @@ func (s Set) Subtract(t Set) Set {
 	if s.IsEmpty() || t.IsEmpty() {
 		return s
 	}
-	return Set{v4: subtract(s.v4, t.v4), v6: subtract(s.v6, t.v6)}
+	return SubtractSpans(SpansOf(s), SpansOf(t)).Set()
 }
 
 // Intersect returns the addresses in both s and t.
@@ -243,72 +243,20 @@ func (b *Builder) AddSet(s Set) {
 
 // Set returns the canonical set of everything added so far.
 func (b *Builder) Set() Set {
-	return Set{v4: normalize(b.v4), v6: normalize(b.v6)}
+	return Spans{normalize(b.v4), normalize(b.v6)}.Set()
 }
 
-// normalize sorts and merges overlapping or adjacent ranges in place.
-func normalize(rs []Range) []Range {
+// normalize turns ranges of one family, in any order and overlapping, into
+// canonical spans.
+func normalize(rs []Range) []span {
 	if len(rs) == 0 {
 		return nil
 	}
-	slices.SortFunc(rs, func(a, b Range) int { return a.From.Compare(b.From) })
-	out := rs[:1]
-	for _, r := range rs[1:] {
-		last := &out[len(out)-1]
-		if touches(*last, r) {
-			if r.To.Compare(last.To) > 0 {
-				last.To = r.To
-			}
-			continue
-		}
-		out = append(out, r)
+	list := make([]span, len(rs))
+	for i, r := range rs {
+		list[i] = spanOf(r)
 	}
-	return slices.Clip(out)
-}
-
-// touches reports whether b (which starts at or after a) overlaps a or begins
-// right after it.
-func touches(a, b Range) bool {
-	if b.From.Compare(a.To) <= 0 {
-		return true
-	}
-	next := a.To.Next()
-	return next.IsValid() && next == b.From
-}
-
-func union(a, b []Range) []Range {
-	all := make([]Range, 0, len(a)+len(b))
-	all = append(all, a...)
-	all = append(all, b...)
-	return normalize(all)
-}
-
-// subtract removes every range of b from a; both are canonical.
-func subtract(a, b []Range) []Range {
-	var out []Range
-	j := 0
-	for _, r := range a {
-		cur := r
-		alive := true
-		for j < len(b) && b[j].To.Compare(cur.From) < 0 {
-			j++
-		}
-		for k := j; k < len(b) && b[k].From.Compare(cur.To) <= 0; k++ {
-			cut := b[k]
-			if cut.From.Compare(cur.From) > 0 {
-				out = append(out, Range{From: cur.From, To: cut.From.Prev()})
-			}
-			if cut.To.Compare(cur.To) >= 0 {
-				alive = false
-				break
-			}
-			cur.From = cut.To.Next()
-		}
-		if alive {
-			out = append(out, cur)
-		}
-	}
-	return out
+	return canonical(list)
 }
 
 // lastAddr returns the highest address of p.

@@ -3,15 +3,18 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -22,32 +25,23 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	conn, err := nft.Open(nft.Options{NetNSFD: cfg.NetNSFD, Ownership: cfg.Ownership})
+	pipe, err := enforce.Open(cfg.NodeName, policy.Options{DefaultDenyUnknown: cfg.DefaultDenyUnknown},
+		kernel.Options{NetNSFD: cfg.NetNSFD, Ownership: cfg.Ownership})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer pipe.Close()
 
-	a := &agent{
-		cfg:      cfg,
-		log:      log,
-		conn:     conn,
-		compiler: policy.NewCompiler(cfg.NodeName, policy.Options{DefaultDenyUnknown: cfg.DefaultDenyUnknown}),
-		store:    newStore(log),
-		metrics:  newMetrics(),
-		status:   &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
-		events:   newEventSink(client, cfg.NodeName),
-		notify:   make(chan struct{}, 1),
-	}
+	a := newAgent(cfg, log, pipe, newEventSink(client, cfg.NodeName))
 	defer a.events.shutdown()
 	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
 		return err
 	}
-	go watchNftables(ctx, log, cfg.NetNSFD, conn.PortID(), a.notify)
+	go watchNftables(ctx, log, cfg.NetNSFD, pipe.PortID(), a.notify)
 
 	// A table left by the previous agent keeps enforcing the last known
 	// state while the API server is listed.
-	log.Info("starting", "node", cfg.NodeName, "ownership", conn.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
+	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
 	a.status.setWaiting(true)
 	err = startInformers(ctx, client, cfg.NodeName, a.store)
 	a.status.setWaiting(false)
@@ -63,21 +57,30 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 }
 
 type agent struct {
-	cfg      Config
-	log      *slog.Logger
-	conn     *nft.Conn
-	compiler *policy.Compiler // owned by the writer loop, like renderer
-	renderer nft.Renderer
-	store    *store
-	metrics  *metrics
-	status   *status
-	events   *eventSink
-	notify   chan struct{} // nftables changed by another process
+	cfg     Config
+	log     *slog.Logger
+	pipe    *enforce.Pipeline // owned by the writer loop
+	store   *store
+	metrics *metrics
+	status  *status
+	events  *eventSink
+	notify  chan struct{} // nftables changed by another process
 
-	desired  *nft.Table // the table of the last sync, what verification compares with
-	degraded string     // the reason, while the kernel's table is not the desired one
-	failures int        // consecutive failed syncs, for the backoff
-	version  uint64     // store version of the last successful sync
+	degraded string // the reason, while the kernel's table is not the desired one
+	failures int    // consecutive failed syncs, for the backoff
+}
+
+func newAgent(cfg Config, log *slog.Logger, pipe *enforce.Pipeline, events *eventSink) *agent {
+	return &agent{
+		cfg:     cfg,
+		log:     log,
+		pipe:    pipe,
+		store:   newStore(log),
+		metrics: newMetrics(),
+		status:  &status{heartbeat: time.Now(), stale: max(3*cfg.VerifyInterval, time.Minute)},
+		events:  events,
+		notify:  make(chan struct{}, 1),
+	}
 }
 
 // loop is the single writer: the only goroutine that touches the kernel.
@@ -137,49 +140,43 @@ func (a *agent) backoff() time.Duration {
 }
 
 // sync brings the kernel's table to the cluster as the store holds it now.
-// Only what changed since the last sync is compiled, rendered and sent, and
-// only what the transaction changed is read back: a one-pod change costs
-// milliseconds however big the cluster.
+// The pipeline compiles, renders and sends only what changed since the last
+// sync and reads back only what the transaction changed: a one-pod change
+// costs milliseconds however big the cluster.
 func (a *agent) sync() bool {
 	start := time.Now()
-	version, policies := a.store.applyTo(a.compiler, a.cfg.NodeName)
-	plan := a.compiler.Plan()
-	want := a.renderer.Render(plan)
-	a.reportProblems(policies, plan)
-
-	first := a.desired == nil
-	res, err := a.conn.Sync(want)
-	if res != nil && res.Messages > 0 {
+	policies := a.store.applyTo(a.pipe, a.cfg.NodeName)
+	s, err := a.pipe.Sync()
+	a.reportProblems(policies, s.Plan)
+	res := s.Result
+	if res.Messages > 0 {
 		a.metrics.applyDuration.Observe(res.Duration.Seconds())
 	}
-	if err != nil {
-		a.fail("apply", err)
+	if enforce.StageOf(err) == enforce.StageApply {
+		a.fail(err)
 		return false
 	}
-	a.desired = want
 	if res.Messages > 0 {
 		a.metrics.transactions.Inc()
 		a.metrics.changesApplied.Add(float64(len(res.Delta.Differences)))
 		added, deleted := res.Delta.Elements()
 		a.log.Info("table updated", "changes", len(res.Delta.Differences), "elementsAdded", added, "elementsDeleted", deleted,
-			"messages", res.Messages, "bytes", res.Bytes, "rebuilt", res.Rebuilt, "fullCompile", a.compiler.LastUpdate().Full,
+			"messages", res.Messages, "bytes", res.Bytes, "rebuilt", res.Rebuilt, "fullCompile", s.Update.Full,
 			"took", time.Since(start))
 		a.log.Debug("table changes", "differences", res.Delta.Differences)
-		if first {
+		if s.First {
 			a.metrics.repairs.WithLabelValues(causeStartup).Inc()
 		}
-		// Read back what we just committed: the kernel must hold exactly
-		// that. The rest of the table is verified on notifications and on
-		// the timer.
+		// The pipeline read back what it just committed; the rest of the
+		// table is verified on notifications and on the timer.
 		a.metrics.verifications.WithLabelValues(causeAfterApply).Inc()
-		d, err := a.conn.VerifyApplied(want, res.Delta)
-		if !a.settle(causeAfterApply, d, err) {
+		if !a.settle(causeAfterApply, s.Check, err) {
 			return false
 		}
 	}
 	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
-	a.succeed(plan, want, version)
-	if a.compiler.LastUpdate().Full {
+	a.succeed(s.Plan, s.Table)
+	if s.Update.Full {
 		// A full compile and the transaction after it allocate several
 		// times what the agent keeps; give that back to the system now
 		// rather than holding it as heap the garbage collector may
@@ -192,46 +189,44 @@ func (a *agent) sync() bool {
 // verify reads the whole table back and repairs any difference. It reports
 // whether the kernel now holds the desired table.
 func (a *agent) verify(cause string) bool {
-	if a.desired == nil {
+	if a.pipe.Desired() == nil {
 		return false // nothing synced yet; the pending sync will write it
 	}
 	a.metrics.verifications.WithLabelValues(cause).Inc()
-	d, err := a.conn.Verify(a.desired)
-	return a.settle(cause, d, err)
+	chk, err := a.pipe.Verify()
+	return a.settle(cause, chk, err)
 }
 
-// settle acts on a read back: it repairs any difference and reports
+// settle accounts for a read back and the repair it needed, and reports
 // whether the kernel now holds the desired table.
-func (a *agent) settle(cause string, d *nft.Delta, err error) bool {
+func (a *agent) settle(cause string, chk *enforce.Check, err error) bool {
+	if chk != nil && len(chk.Differences) > 0 {
+		a.log.Warn("table differed from the desired one", "cause", cause, "differences", len(chk.Differences),
+			"first", strings.Join(chk.Differences[:min(5, len(chk.Differences))], "; "))
+	}
 	if err != nil {
-		a.fail("read back", err)
+		a.fail(err)
 		return false
 	}
-	if d.Empty() {
-		return true
-	}
-	a.log.Warn("table differs from the desired one; repairing", "cause", cause, "differences", len(d.Differences),
-		"first", strings.Join(d.Differences[:min(5, len(d.Differences))], "; "))
-	res, err := a.conn.Repair(a.desired)
-	if err != nil {
-		a.fail("repair", err)
-		return false
-	}
-	a.metrics.repairs.WithLabelValues(cause).Inc()
-	a.metrics.transactions.Inc()
-	a.log.Info("table repaired", "cause", cause, "messages", res.Messages, "rebuilt", res.Rebuilt, "took", res.Duration)
-	if a.degraded != "" {
-		a.recover()
+	if res := chk.Repair; res != nil {
+		a.metrics.repairs.WithLabelValues(cause).Inc()
+		a.metrics.transactions.Inc()
+		a.log.Info("table repaired", "cause", cause, "messages", res.Messages, "rebuilt", res.Rebuilt, "took", res.Duration)
+		if a.degraded != "" {
+			a.recover()
+		}
 	}
 	return true
 }
 
-func (a *agent) fail(what string, err error) {
+// fail enters (or stays in) the degraded state after a failed step of the
+// pipeline.
+func (a *agent) fail(err error) {
 	a.failures++
 	a.metrics.applyErrors.Inc()
 	a.metrics.degraded.Set(1)
-	reason := fmt.Sprintf("%s: %v", what, err)
-	if errors.Is(err, nft.ErrOwnedElsewhere) {
+	reason := err.Error()
+	if errors.Is(err, kernel.ErrOwnedElsewhere) {
 		reason += " (is another kube-fence agent running on this node?)"
 	}
 	a.log.Error("enforcement degraded; the last committed table stays in force", "reason", reason, "retryIn", a.backoff())
@@ -251,15 +246,14 @@ func (a *agent) recover() {
 	a.status.set(true, "")
 }
 
-func (a *agent) succeed(plan *policy.Plan, want *nft.Table, version uint64) {
-	a.version = version
+func (a *agent) succeed(pl *plan.Plan, want *nft.Table) {
 	if a.degraded != "" {
 		a.recover()
 	}
 	a.failures = 0
 	a.status.set(true, "")
 	a.metrics.lastSync.SetToCurrentTime()
-	a.metrics.pods.Set(float64(len(plan.Pods)))
+	a.metrics.pods.Set(float64(len(pl.Pods)))
 	chains, rules, sets, elems := want.Counts()
 	a.metrics.tableObjects.WithLabelValues("chains").Set(float64(chains))
 	a.metrics.tableObjects.WithLabelValues("rules").Set(float64(rules))
@@ -271,9 +265,9 @@ func (a *agent) succeed(plan *policy.Plan, want *nft.Table, version uint64) {
 // protecting the pods until the next agent adopts it.
 func (a *agent) stop() error {
 	if !a.cfg.CleanupOnExit {
-		a.log.Info("stopping; the table stays in force", "ownership", a.conn.OwnershipState())
+		a.log.Info("stopping; the table stays in force", "ownership", a.pipe.OwnershipState())
 		return nil
 	}
 	a.log.Info("stopping; removing the table (--cleanup-on-exit)")
-	return a.conn.DeleteTable()
+	return a.pipe.DeleteTable()
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,24 +33,20 @@ type harness struct {
 	client *fake.Clientset
 	cancel context.CancelFunc
 	done   chan error
-	reader *nft.Conn
+	reader *kernel.Conn
 }
 
 func startAgent(t *testing.T, mutate func(*Config), objects ...runtime.Object) *harness {
 	t.Helper()
 	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testenv.NetNS(t)
 	client := fake.NewClientset(objects...)
 	cfg := Defaults()
 	cfg.NodeName = "node-1"
 	cfg.MetricsAddr, cfg.HealthAddr = "", ""
 	cfg.NetNSFD = ns.FD()
-	cfg.Ownership = nft.OwnershipOff // so the tests can tamper as another process would
-	cfg.VerifyInterval = time.Hour   // notifications, not the timer, must catch tampering
+	cfg.Ownership = kernel.OwnershipOff // so the tests can tamper as another process would
+	cfg.VerifyInterval = time.Hour      // notifications, not the timer, must catch tampering
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -60,7 +58,8 @@ func startAgent(t *testing.T, mutate func(*Config), objects ...runtime.Object) *
 	}
 	go func() { h.done <- Run(ctx, cfg, client, log) }()
 	t.Cleanup(h.stop)
-	h.reader, err = nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
+	var err error
+	h.reader, err = kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 )
 
 // Config is everything the agent can be told. Defaults fills it; Validate
@@ -32,7 +32,7 @@ type Config struct {
 	// belong to no known pod, until their pod is known.
 	DefaultDenyUnknown bool
 	// Ownership sets the kernel's owner and persist flags on the table.
-	Ownership nft.Ownership
+	Ownership kernel.Ownership
 	// CleanupOnExit removes the table when the agent stops. The default
 	// leaves it, so pods stay protected during restarts and upgrades.
 	CleanupOnExit bool
@@ -65,7 +65,7 @@ func Defaults() Config {
 		Debounce:           DefaultDebounce,
 		MaxDelay:           DefaultMaxDelay,
 		DefaultDenyUnknown: true,
-		Ownership:          nft.OwnershipAuto,
+		Ownership:          kernel.OwnershipAuto,
 	}
 }
 

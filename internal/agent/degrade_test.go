@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // TestAgentRetriesAFailedRepair lets another socket take the table with the
@@ -23,12 +25,12 @@ func TestAgentRetriesAFailedRepair(t *testing.T) {
 	h.eventually(10*time.Second, "first sync", func(s string) bool { return strings.Contains(s, want) })
 
 	// Another process replaces the table with its own, owned one, in one
-	// transaction (nft.Conn rebuilds a table whose flags are not its own).
-	intruder, err := nft.Open(nft.Options{NetNSFD: h.ns.FD(), Ownership: nft.OwnershipAuto})
+	// transaction (kernel.Conn rebuilds a table whose flags are not its own).
+	intruder, err := kernel.Open(kernel.Options{NetNSFD: h.ns.FD(), Ownership: kernel.OwnershipAuto})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := intruder.Sync(nft.Render(&policy.Plan{})); err != nil {
+	if _, err := intruder.Sync(nft.Render(&plan.Plan{})); err != nil {
 		t.Fatalf("intruder's table: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

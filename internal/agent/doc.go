@@ -1,9 +1,12 @@
 // Package agent is the node agent: it watches the cluster through the API
-// server, compiles the NetworkPolicies for its node on every change, keeps
-// kube-fence's nftables table in the kernel equal to the result, and reports
-// what it does through health endpoints, metrics, logs and events.
+// server, hands every change to its node's enforcement pipeline
+// (internal/enforce), which keeps kube-fence's nftables table in the kernel
+// equal to what the NetworkPolicies require, and reports what the pipeline
+// did through health endpoints, metrics, logs and events. The agent only
+// schedules: debounce, backoff, the verification timer and nftables change
+// notifications.
 //
-// One goroutine owns the netlink connection and is the only writer. Changes
+// One goroutine owns the pipeline and is the only writer. Changes
 // are coalesced for a few milliseconds, never minutes. After start-up nothing
 // but a signal ends the process: a failed apply keeps the last committed table
 // (the kernel applies a transaction entirely or not at all), marks the node

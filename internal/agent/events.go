@@ -3,13 +3,12 @@ package agent
 import (
 	"strings"
 
+	"github.com/kube-fence/kube-fence/internal/plan"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
-
-	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // Event reasons, documented in docs/operations.md.
@@ -59,7 +58,7 @@ func (e *eventSink) node(st *store, degraded bool, reason string) {
 // since the last report, and updates the policy gauges. It looks only at the
 // policies with problems now or at the last report, not at every policy:
 // it runs on every sync.
-func (a *agent) reportProblems(policies int, plan *policy.Plan) {
+func (a *agent) reportProblems(policies int, plan *plan.Plan) {
 	byPolicy := map[string][]string{}
 	for _, p := range plan.Problems {
 		byPolicy[p.Policy] = append(byPolicy[p.Policy], p.Field+": "+p.Message)

@@ -5,13 +5,12 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-
-	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // TestReportProblems: a policy's problems are reported once while they stay
@@ -25,23 +24,23 @@ func TestReportProblems(t *testing.T) {
 	for _, name := range []string{"bad", "good", "other"} {
 		a.store.setPolicy(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: name}})
 	}
-	cidr := policy.Problem{Policy: "x/bad", Field: "spec.ingress[0].from[0].ipBlock.cidr", Message: "invalid CIDR"}
-	port := policy.Problem{Policy: "x/bad", Field: "spec.ingress[0].ports[0].endPort", Message: "below port"}
+	cidr := plan.Problem{Policy: "x/bad", Field: "spec.ingress[0].from[0].ipBlock.cidr", Message: "invalid CIDR"}
+	port := plan.Problem{Policy: "x/bad", Field: "spec.ingress[0].ports[0].endPort", Message: "below port"}
 	steps := []struct {
 		name     string
-		problems []policy.Problem
+		problems []plan.Problem
 		events   int
 		rejected float64
 	}{
-		{"a problem is reported", []policy.Problem{cidr}, 1, 1},
-		{"the same problem is not reported again", []policy.Problem{cidr}, 0, 1},
-		{"a second problem changes the report", []policy.Problem{cidr, port}, 1, 1},
+		{"a problem is reported", []plan.Problem{cidr}, 1, 1},
+		{"the same problem is not reported again", []plan.Problem{cidr}, 0, 1},
+		{"a second problem changes the report", []plan.Problem{cidr, port}, 1, 1},
 		{"fixed: nothing to report", nil, 0, 0},
-		{"broken again: reported again", []policy.Problem{cidr}, 1, 1},
-		{"a problem of a policy deleted meanwhile is not reported", []policy.Problem{cidr, {Policy: "x/gone", Field: "spec", Message: "m"}}, 0, 2},
+		{"broken again: reported again", []plan.Problem{cidr}, 1, 1},
+		{"a problem of a policy deleted meanwhile is not reported", []plan.Problem{cidr, {Policy: "x/gone", Field: "spec", Message: "m"}}, 0, 2},
 	}
 	for _, s := range steps {
-		a.reportProblems(3, &policy.Plan{Problems: s.problems})
+		a.reportProblems(3, &plan.Plan{Problems: s.problems})
 		if got := len(rec.Events); got != s.events {
 			t.Errorf("%s: %d events, want %d", s.name, got, s.events)
 		}

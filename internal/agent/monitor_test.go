@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kube-fence/kube-fence/internal/netns"
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -20,12 +21,8 @@ import (
 // kube-fence's table must, within milliseconds.
 func TestMonitorReportsOnlyForeignChangesToOurTable(t *testing.T) {
 	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
+	ns := testenv.NetNS(t)
+	conn, err := kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +64,7 @@ func TestMonitorReportsOnlyForeignChangesToOurTable(t *testing.T) {
 	}
 
 	// Our own transaction: the table, its chains, sets and elements.
-	if _, err := conn.Sync(nft.Render(&policy.Plan{})); err != nil {
+	if _, err := conn.Sync(nft.Render(&plan.Plan{})); err != nil {
 		t.Fatal(err)
 	}
 	quiet("kube-fence's own transaction")

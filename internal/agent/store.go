@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 )
 
 // store holds the cluster as the agent last heard of it, already converted to
@@ -26,7 +26,6 @@ type store struct {
 	policies   map[string]*networkingv1.NetworkPolicy
 	node       *cluster.Node
 	nodeUID    types.UID
-	version    uint64
 	dirty      dirtyKeys
 
 	changed chan struct{} // signalled (without blocking) on every change
@@ -54,10 +53,9 @@ func newStore(log *slog.Logger) *store {
 	}
 }
 
-// applyTo hands every change since the last call to the compiler, which
-// the writer loop owns, and returns the store's version and the number of
-// policies. The lock is held only while pointers are copied.
-func (s *store) applyTo(c *policy.Compiler, node string) (version uint64, policies int) {
+// applyTo hands every change since the last call to c and returns the
+// number of policies. The lock is held only while pointers are copied.
+func (s *store) applyTo(c enforce.Changes, node string) (policies int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key := range s.dirty.namespaces {
@@ -89,7 +87,7 @@ func (s *store) applyTo(c *policy.Compiler, node string) (version uint64, polici
 		}
 	}
 	s.dirty = newDirtyKeys()
-	return s.version, len(s.policies)
+	return len(s.policies)
 }
 
 // policy returns the NetworkPolicy namespace/name, or nil.
@@ -107,7 +105,6 @@ func (s *store) nodeRef() (types.UID, bool) {
 }
 
 func (s *store) bump() {
-	s.version++
 	select {
 	case s.changed <- struct{}{}:
 	default:

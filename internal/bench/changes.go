@@ -9,13 +9,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
 
@@ -53,17 +55,14 @@ type ChangeResult struct {
 // same table; only the forward step is measured.
 type change struct {
 	kind, desc string
-	do, undo   func(c *policy.Compiler)
+	do, undo   func(c enforce.Changes)
 }
 
 // rig is a node's pipeline as the agent runs it, on a table in a scratch
 // namespace.
 type rig struct {
-	s     *cluster.Snapshot
-	c     *policy.Compiler
-	r     nft.Renderer
-	conn  *nft.Conn
-	table *nft.Table // committed
+	s    *cluster.Snapshot
+	pipe *enforce.Pipeline
 }
 
 func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...any)) ([]ChangeResult, error) {
@@ -72,14 +71,14 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		return nil, err
 	}
 	defer ns.Close()
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD()})
+	pipe, err := enforce.Open(synth.NodeName(0), options, kernel.Options{NetNSFD: ns.FD()})
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	g := &rig{s: synth.Generate(sz.Config), c: policy.NewCompiler(synth.NodeName(0), options), conn: conn}
-	g.c.Load(g.s)
-	if g.table, err = g.sync(); err != nil {
+	defer pipe.Close()
+	g := &rig{s: synth.Generate(sz.Config), pipe: pipe}
+	pipe.Load(g.s)
+	if _, err := pipe.Apply(); err != nil { // the whole table; each change is read back below
 		return nil, err
 	}
 	pool := sz.Config
@@ -102,7 +101,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		labels := pprof.WithLabels(ctx, pprof.Labels("change", ch.kind))
 		pprof.SetGoroutineLabels(labels)
 		for range runs {
-			ch.do(g.c)
+			ch.do(g.pipe)
 			st, err := g.step()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", ch.kind, err)
@@ -117,7 +116,7 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 			if st.full {
 				res.Full++
 			}
-			ch.undo(g.c)
+			ch.undo(g.pipe)
 			if _, err := g.step(); err != nil {
 				return nil, fmt.Errorf("undo %s: %w", ch.kind, err)
 			}
@@ -129,64 +128,47 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 	return out, nil
 }
 
-func (g *rig) sync() (*nft.Table, error) {
-	want := g.r.Render(g.c.Plan())
-	if _, err := g.conn.Sync(want); err != nil {
-		return nil, err
-	}
-	return want, nil
-}
-
 type stepResult struct {
 	compile, render, sync, toCommit, toCommitCPU, verify float64
 	res                                                  *nft.Result
 	full                                                 bool
 }
 
-// step runs the agent's sync path once and checks the kernel holds the
-// result.
+// step commits the changes handed to the pipeline and reads back what the
+// transaction changed, timing each part.
 func (g *rig) step() (stepResult, error) {
 	var st stepResult
 	sw := start()
-	plan := g.c.Plan()
-	st.compile, _ = sw.lap()
-	want := g.r.Render(plan)
-	st.render, _ = sw.lap()
-	res, err := g.conn.Sync(want)
+	a, err := g.pipe.Apply()
 	st.toCommit, st.toCommitCPU = sw.lap()
 	if err != nil {
 		return st, err
 	}
-	st.render -= st.compile
+	st.compile, st.render = ms(a.Compile.Wall), ms(a.Render.Wall)
 	st.sync = st.toCommit - st.compile - st.render
-	st.res, st.full = res, g.c.LastUpdate().Full
+	st.res, st.full = a.Result, a.Update.Full
 	sw = start()
-	d, err := g.conn.VerifyApplied(want, res.Delta)
+	chk, err := g.pipe.ReadBack(a)
 	st.verify, _ = sw.lap()
 	if err != nil {
 		return st, err
 	}
-	if !d.Empty() {
-		return st, fmt.Errorf("the kernel differs after the change: %s", strings.Join(d.Differences, "; "))
+	if len(chk.Differences) > 0 {
+		return st, fmt.Errorf("the kernel differs after the change: %s", strings.Join(chk.Differences, "; "))
 	}
-	g.table = want
 	return st, nil
 }
 
-// try makes a candidate change and reports whether the table changed (and
-// gained elements, if grows), leaving the compiler as it was.
+// try reports whether ch changes the committed table (and, with grows,
+// adds elements), without committing it.
 func (g *rig) try(ch change, grows bool) bool {
-	ch.do(g.c)
-	d := nft.Diff(g.r.Render(g.c.Plan()), g.table)
-	ch.undo(g.c)
-	g.r.Render(g.c.Plan())
+	ch.do(g.pipe)
+	d := g.pipe.Pending()
+	ch.undo(g.pipe)
+	g.pipe.Pending()
 	added, _ := d.Elements()
 	return !d.Empty() && (!grows || added > 0)
 }
-
-// The finders pick, deterministically, a change of each kind that really
-// changes the measured node's table: a change no profile depends on would
-// measure nothing.
 
 func findPodAdded(local bool) func(*rig, *cluster.Snapshot) (change, error) {
 	kind := "pod added (other node)"
@@ -225,8 +207,8 @@ func findPodAdded(local bool) func(*rig, *cluster.Snapshot) (change, error) {
 			ch := change{
 				kind: kind,
 				desc: fmt.Sprintf("%s on %s like %s (%v)", p.Key(), p.NodeName, tmpl.Key(), p.Labels),
-				do:   func(c *policy.Compiler) { c.SetPod(&p) },
-				undo: func(c *policy.Compiler) { c.DeletePod(p.Key()) },
+				do:   func(c enforce.Changes) { c.SetPod(&p) },
+				undo: func(c enforce.Changes) { c.DeletePod(p.Key()) },
 			}
 			if g.try(ch, true) {
 				return ch, nil
@@ -253,8 +235,8 @@ func findRelabel(g *rig, pool *cluster.Snapshot) (change, error) {
 			ch := change{
 				kind: "pod relabelled into a selector",
 				desc: fmt.Sprintf("%s on %s: %v -> %v", p.Key(), p.NodeName, old.Labels, l),
-				do:   func(c *policy.Compiler) { c.SetPod(&p) },
-				undo: func(c *policy.Compiler) { c.SetPod(old) },
+				do:   func(c enforce.Changes) { c.SetPod(&p) },
+				undo: func(c enforce.Changes) { c.SetPod(old) },
 			}
 			if g.try(ch, true) { // into a selector: some set gains the pod
 				return ch, nil
@@ -272,8 +254,8 @@ func findPolicy(g *rig, pool *cluster.Snapshot) (change, error) {
 		ch := change{
 			kind: "policy added",
 			desc: fmt.Sprintf("%s: %s", key, describePolicy(np)),
-			do:   func(c *policy.Compiler) { c.SetPolicy(np) },
-			undo: func(c *policy.Compiler) { c.DeletePolicy(key) },
+			do:   func(c enforce.Changes) { c.SetPolicy(np) },
+			undo: func(c enforce.Changes) { c.DeletePolicy(key) },
 		}
 		if g.try(ch, false) {
 			return ch, nil
@@ -309,8 +291,8 @@ func findNamespace(g *rig, _ *cluster.Snapshot) (change, error) {
 				ch := change{
 					kind: "namespace relabelled",
 					desc: fmt.Sprintf("%s: team=%s,env=%s -> team-%d,%s (%d pods)", old.Name, old.Labels["team"], old.Labels["env"], team, env, podsIn(g.s, old.Name)),
-					do:   func(c *policy.Compiler) { c.SetNamespace(ns) },
-					undo: func(c *policy.Compiler) { c.SetNamespace(old) },
+					do:   func(c enforce.Changes) { c.SetNamespace(ns) },
+					undo: func(c enforce.Changes) { c.SetNamespace(old) },
 				}
 				if g.try(ch, true) { // into a namespaceSelector
 					return ch, nil

@@ -11,8 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
@@ -66,12 +71,12 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 	runtime.GC() // the generator's garbage is not the compiler's
 
 	log("%s: compiling %d times", sz.Name, runs)
-	var plan *policy.Plan
+	var pl *plan.Plan
 	for range runs {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		sw := start()
-		plan = policy.Compile(s, node, options)
+		pl = policy.Compile(s, node, options)
 		wall, cpu := sw.lap()
 		runtime.ReadMemStats(&after)
 		r.Compile, r.CompileCPU = append(r.Compile, wall), append(r.CompileCPU, cpu)
@@ -80,11 +85,11 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 	var table *nft.Table
 	for range runs {
 		sw := start()
-		table = nft.Render(plan)
+		table = nft.Render(pl)
 		wall, _ := sw.lap()
 		r.Render = append(r.Render, wall)
 	}
-	r.Profiles = len(plan.Profiles)
+	r.Profiles = len(pl.Profiles)
 	r.Chains, r.Rules, r.Sets, r.Elements = table.Counts()
 
 	dir, err := os.MkdirTemp("", "kube-fence-bench-")
@@ -105,7 +110,7 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 		if err := ctx.Err(); err != nil {
 			return r, err
 		}
-		if err := applyOnce(table, &r); err != nil {
+		if err := applyOnce(s, node, &r); err != nil {
 			return r, err
 		}
 		if err := nftOnce(table, file, i == 0, &r); err != nil {
@@ -119,36 +124,38 @@ func measureSync(ctx context.Context, sz Size, runs int, log func(string, ...any
 	return r, nil
 }
 
-// applyOnce creates the table over netlink in a new namespace and reads it
-// back.
-func applyOnce(table *nft.Table, r *SyncResult) error {
+// applyOnce enforces the snapshot through a new pipeline in a new
+// namespace, which creates the whole table in one transaction, and reads it
+// back whole. The compile and render before the transaction stay out of the
+// measurement (they are measured above).
+func applyOnce(s *cluster.Snapshot, node string, r *SyncResult) error {
 	ns, err := netns.New()
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD()})
+	pipe, err := enforce.Open(node, options, kernel.Options{NetNSFD: ns.FD()})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	runtime.GC() // not inside the measurement
-	sw := start()
-	res, err := conn.Sync(table)
-	wall, cpu := sw.lap()
+	defer pipe.Close()
+	pipe.Load(s)
+	pipe.Pending() // compile and render now, not inside the measurement
+	runtime.GC()
+	a, err := pipe.Apply()
 	if err != nil {
 		return fmt.Errorf("apply the whole table: %w", err)
 	}
-	r.Apply, r.ApplyCPU = append(r.Apply, wall), append(r.ApplyCPU, cpu)
-	r.Messages, r.Bytes = res.Messages, res.Bytes
-	sw = start()
-	d, err := conn.Verify(table)
-	wall, _ = sw.lap()
+	r.Apply, r.ApplyCPU = append(r.Apply, ms(a.Transaction.Wall)), append(r.ApplyCPU, ms(a.Transaction.CPU))
+	r.Messages, r.Bytes = a.Result.Messages, a.Result.Bytes
+	sw := start()
+	chk, err := pipe.Verify()
+	wall, _ := sw.lap()
 	if err != nil {
 		return fmt.Errorf("read the table back: %w", err)
 	}
-	if !d.Empty() {
-		return fmt.Errorf("the kernel's table differs right after the apply: %s", strings.Join(d.Differences[:min(5, len(d.Differences))], "; "))
+	if len(chk.Differences) > 0 {
+		return fmt.Errorf("the kernel's table differs right after the apply: %s", strings.Join(chk.Differences[:min(5, len(chk.Differences))], "; "))
 	}
 	r.Verify = append(r.Verify, wall)
 	return nil
@@ -175,7 +182,7 @@ func nftOnce(table *nft.Table, file string, compare bool, r *SyncResult) error {
 	if !compare {
 		return nil
 	}
-	conn, err := nft.Open(nft.Options{NetNSFD: ns.FD(), Ownership: nft.OwnershipOff})
+	conn, err := kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -14,7 +15,7 @@ import (
 // "namespace/name" of a pod or an IP address.
 type Query struct {
 	From, To string
-	Protocol policy.Protocol
+	Protocol plan.Protocol
 	Port     uint16
 }
 

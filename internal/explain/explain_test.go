@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -109,45 +110,45 @@ func TestExplain(t *testing.T) {
 		wants []string
 	}{{
 		name: "a rule allows, both families",
-		q:    Query{From: "x/a", To: "y/b", Protocol: policy.TCP, Port: 80},
+		q:    Query{From: "x/a", To: "y/b", Protocol: plan.TCP, Port: 80},
 		wants: []string{
 			"IPv4 10.0.0.1->10.0.0.2: allowed | egress allowed (not isolated) | ingress allowed isolated by y/allow-web,y/deny-all via y/allow-web ingress[0]",
 			"IPv6 fd00::1->fd00::2: allowed | egress allowed (not isolated) | ingress allowed isolated by y/allow-web,y/deny-all via y/allow-web ingress[0]",
 		},
 	}, {
 		name: "the peer matches, the port does not; the ipBlock rule is IPv4 only",
-		q:    Query{From: "x/a", To: "y/b", Protocol: policy.TCP, Port: 8080},
+		q:    Query{From: "x/a", To: "y/b", Protocol: plan.TCP, Port: 8080},
 		wants: []string{
 			"IPv4 10.0.0.1->10.0.0.2: allowed | egress allowed (not isolated) | ingress allowed isolated by y/allow-web,y/deny-all via y/allow-web ingress[1]",
 			"IPv6 fd00::1->fd00::2: denied | egress allowed (not isolated) | ingress denied isolated by y/allow-web,y/deny-all miss y/allow-web ingress[0] the peer matches, the port does not",
 		},
 	}, {
 		name: "the port matches, the peer does not",
-		q:    Query{From: "fd00::9", To: "y/b", Protocol: policy.TCP, Port: 80},
+		q:    Query{From: "fd00::9", To: "y/b", Protocol: plan.TCP, Port: 80},
 		wants: []string{
 			"IPv6 fd00::9->fd00::2: denied | egress allowed (not a pod under NetworkPolicy) | ingress denied isolated by y/allow-web,y/deny-all miss y/allow-web ingress[0] the port matches, the peer does not",
 		},
 	}, {
 		name: "isolated by a policy without rules: no nearest miss",
-		q:    Query{From: "x/a", To: "y/c", Protocol: policy.UDP, Port: 53},
+		q:    Query{From: "x/a", To: "y/c", Protocol: plan.UDP, Port: 53},
 		wants: []string{
 			"IPv4 10.0.0.1->10.0.0.3: denied | egress allowed (not isolated) | ingress denied isolated by y/deny-all",
 		},
 	}, {
 		name: "egress and ingress both decide; an address resolves to its pod",
-		q:    Query{From: "10.0.0.4", To: "y/d", Protocol: policy.TCP, Port: 80},
+		q:    Query{From: "10.0.0.4", To: "y/d", Protocol: plan.TCP, Port: 80},
 		wants: []string{
 			"IPv4 10.0.0.4->10.0.0.5: denied | egress denied isolated by x/egress-dns miss x/egress-dns egress[0] the peer matches, the port does not | ingress allowed isolated by y/allow-web,y/deny-all via y/allow-web ingress[0]",
 		},
 	}, {
 		name: "the node may always reach its pods",
-		q:    Query{From: "10.0.0.254", To: "y/c", Protocol: policy.TCP, Port: 5432},
+		q:    Query{From: "10.0.0.254", To: "y/c", Protocol: plan.TCP, Port: 5432},
 		wants: []string{
 			"IPv4 10.0.0.254->10.0.0.3: allowed | egress allowed (not a pod under NetworkPolicy) | ingress allowed (the other end is the pod's node)",
 		},
 	}, {
 		name: "a pod talking to itself",
-		q:    Query{From: "y/c", To: "10.0.0.3", Protocol: policy.TCP, Port: 1},
+		q:    Query{From: "y/c", To: "10.0.0.3", Protocol: plan.TCP, Port: 1},
 		wants: []string{
 			"IPv4 10.0.0.3->10.0.0.3: allowed | egress allowed (same pod) | ingress allowed (same pod)",
 		},
@@ -209,7 +210,7 @@ func TestExplainInputErrors(t *testing.T) {
 // TestJSONSchema pins the documented JSON form (docs/observability.md):
 // field names, and lists that are never null.
 func TestJSONSchema(t *testing.T) {
-	r, err := Explain(snapshot(t), Query{From: "x/a", To: "y/c", Protocol: policy.TCP, Port: 80})
+	r, err := Explain(snapshot(t), Query{From: "x/a", To: "y/c", Protocol: plan.TCP, Port: 80})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestJSONSchema(t *testing.T) {
 }
 
 func TestWriteText(t *testing.T) {
-	r, err := Explain(snapshot(t), Query{From: "x/a", To: "y/b", Protocol: policy.TCP, Port: 8080})
+	r, err := Explain(snapshot(t), Query{From: "x/a", To: "y/b", Protocol: plan.TCP, Port: 8080})
 	if err != nil {
 		t.Fatal(err)
 	}

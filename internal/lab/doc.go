@@ -1,7 +1,9 @@
 // Package lab proves NetworkPolicy enforcement with real packets: it builds
 // a cluster's nodes and pods as network namespaces (package topo), starts a
 // server in each pod for every declared port and probes every ordered pair
-// of pods (package probe), while an Enforcer programs each node.
+// of pods (package probe), while an Enforcer programs each node: for the
+// real thing KernelEnforcer, the agent's own enforce.Pipeline per node, fed
+// each step's object changes.
 //
 // A Lab is driven through a small API: New from a snapshot, Update to apply
 // a change while traffic is tested, Probe for the reachability matrix, and

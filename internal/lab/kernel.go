@@ -1,81 +1,126 @@
 package lab
 
 import (
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+	networkingv1 "k8s.io/api/networking/v1"
+
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
-// KernelEnforcer is the real pipeline the agent runs, driven by the lab: the
-// snapshot is compiled for each node, rendered to kube-fence's table and
-// synced into the node's namespace over netlink, then read back and compared.
-// What the lab proves with packets therefore holds for the agent.
+// KernelEnforcer enforces each lab node through the agent's own pipeline
+// (enforce.Pipeline, one per node, in the node's namespace): the first
+// snapshot is handed over as a sequence of object additions, every later one
+// as the objects that changed, each followed by one Sync: an incremental
+// compile, a transaction of the difference, a read back of what it changed
+// and a repair if the kernel differs. What the lab proves with packets
+// therefore holds for the path the agent runs.
 type KernelEnforcer struct {
 	// Options are passed to the compiler for every node.
 	Options policy.Options
 	// Ownership is passed to the dataplane; the default claims the table
 	// with the owner and persist flags, as the agent does.
-	Ownership nft.Ownership
+	Ownership kernel.Ownership
 
 	mu    sync.Mutex
-	conns map[string]*nft.Conn
-	plans map[string]*policy.Plan
+	nodes map[string]*nodePipeline
 }
 
-// Enforce compiles and applies the snapshot for node.
+type nodePipeline struct {
+	pipe *enforce.Pipeline
+	last *cluster.Snapshot // the objects handed over so far
+}
+
+// Enforce hands node's pipeline the objects that changed since the last
+// call and syncs.
 func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Snapshot) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.conns == nil {
-		e.conns, e.plans = map[string]*nft.Conn{}, map[string]*policy.Plan{}
+	if e.nodes == nil {
+		e.nodes = map[string]*nodePipeline{}
 	}
-	conn := e.conns[node.Name()]
-	if conn == nil {
-		var err error
-		conn, err = nft.Open(nft.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
+	np := e.nodes[node.Name()]
+	if np == nil {
+		pipe, err := enforce.Open(node.Name(), e.Options, kernel.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
 		if err != nil {
 			return fmt.Errorf("node %s: %w", node.Name(), err)
 		}
-		e.conns[node.Name()] = conn
+		np = &nodePipeline{pipe: pipe, last: &cluster.Snapshot{}}
+		e.nodes[node.Name()] = np
 	}
-	plan := policy.Compile(snap, node.Name(), e.Options)
-	want := nft.Render(plan)
-	if _, err := conn.Sync(want); err != nil {
+	handChanges(np.pipe, np.last, snap)
+	np.last = snap
+	s, err := np.pipe.Sync()
+	if err != nil {
 		return fmt.Errorf("node %s: %w", node.Name(), err)
 	}
-	d, err := conn.Verify(want)
-	if err != nil {
-		return fmt.Errorf("node %s: read back: %w", node.Name(), err)
+	if s.Check != nil && len(s.Check.Differences) > 0 {
+		// The lab's kernel is nobody else's: a difference right after a
+		// transaction is a bug, even if the repair mended it.
+		return fmt.Errorf("node %s: kernel table differed after apply: %s", node.Name(), strings.Join(s.Check.Differences, "; "))
 	}
-	if !d.Empty() {
-		return fmt.Errorf("node %s: kernel table differs after apply: %s", node.Name(), strings.Join(d.Differences, "; "))
-	}
-	e.plans[node.Name()] = plan
 	return nil
 }
 
-// Plan returns the last plan enforced on node, or nil.
-func (e *KernelEnforcer) Plan(node string) *policy.Plan {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.plans[node]
+// handChanges hands c what turns the objects of from into those of to: an
+// addition or replacement per object new or different in to, a deletion
+// per object only in from. With an empty from, that is to as a sequence of
+// additions.
+func handChanges(c enforce.Changes, from, to *cluster.Snapshot) {
+	diffObjects(from.Namespaces, to.Namespaces, func(n *cluster.Namespace) string { return n.Name }, c.SetNamespace, c.DeleteNamespace)
+	diffObjects(from.Pods, to.Pods, (*cluster.Pod).Key, c.SetPod, c.DeletePod)
+	diffObjects(from.Policies, to.Policies, func(np *networkingv1.NetworkPolicy) string { return np.Namespace + "/" + np.Name },
+		c.SetPolicy, c.DeletePolicy)
+	diffObjects(from.Nodes, to.Nodes, func(n *cluster.Node) string { return n.Name }, c.SetNode, c.DeleteNode)
 }
 
-// Table reads node's table back from the kernel.
-func (e *KernelEnforcer) Table(node string) (*nft.Table, error) {
+func diffObjects[T any](from, to []*T, key func(*T) string, set func(*T), del func(string)) {
+	old := make(map[string]*T, len(from))
+	for _, o := range from {
+		old[key(o)] = o
+	}
+	for _, o := range to {
+		k := key(o)
+		if prev, ok := old[k]; !ok || !reflect.DeepEqual(prev, o) {
+			set(o)
+		}
+		delete(old, k)
+	}
+	for _, o := range from {
+		if _, gone := old[key(o)]; gone {
+			del(key(o))
+		}
+	}
+}
+
+// Plan returns the last plan enforced on node, or nil.
+func (e *KernelEnforcer) Plan(node string) *plan.Plan {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	conn := e.conns[node]
-	if conn == nil {
-		return nil, fmt.Errorf("node %s: nothing enforced yet", node)
+	if np := e.nodes[node]; np != nil {
+		return np.pipe.Plan()
 	}
-	return conn.Read()
+	return nil
+}
+
+// Desired returns the table last committed on node, as rendered, or nil.
+func (e *KernelEnforcer) Desired(node string) *nft.Table {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if np := e.nodes[node]; np != nil {
+		return np.pipe.Desired()
+	}
+	return nil
 }
 
 // Close closes the netlink connections; the tables go with the namespaces.
@@ -83,9 +128,9 @@ func (e *KernelEnforcer) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var errs []error
-	for _, c := range e.conns {
-		errs = append(errs, c.Close())
+	for _, np := range e.nodes {
+		errs = append(errs, np.pipe.Close())
 	}
-	e.conns = nil
+	e.nodes = nil
 	return errors.Join(errs...)
 }

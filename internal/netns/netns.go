@@ -51,15 +51,6 @@ func New() (*NS, error) {
 	return ns, nil
 }
 
-// Current returns a handle on the calling process's own network namespace.
-func Current() (*NS, error) {
-	h, err := netns.GetFromPid(os.Getpid())
-	if err != nil {
-		return nil, fmt.Errorf("open current network namespace: %w", err)
-	}
-	return &NS{handle: h}, nil
-}
-
 // FD returns the namespace's file descriptor, for APIs such as netlink
 // sockets that can be opened inside a namespace by descriptor.
 func (n *NS) FD() int { return int(n.handle) }

@@ -1,16 +1,17 @@
-package netns
+package netns_test
 
 import (
 	"net"
 	"strings"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 func TestNamespaceIsolationAndCommands(t *testing.T) {
 	testenv.RequireRoot(t)
-	ns, err := New()
+	ns, err := netns.New()
 	if err != nil {
 		t.Fatal(err)
 	}

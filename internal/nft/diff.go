@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -56,18 +57,18 @@ func (d *Delta) Elements() (added, deleted int) {
 // Diff returns what must change for have to become want. have may be nil
 // when the kernel holds no table.
 func Diff(want, have *Table) *Delta {
-	d, _ := diffTables(want, have, nil)
+	d, _ := DiffLoaded(want, have, nil)
 	return d
 }
 
 // diffTables is Diff; when load is set, have's sets hold no elements and
 // load reads each one's when it is compared, so only one set's elements are
 // held at a time.
-func diffTables(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error) {
+func DiffLoaded(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error) {
 	d := &Delta{AddElems: map[string][]Elem{}, DelElems: map[string][]Elem{}}
 	if have == nil {
 		// Everything is missing: one line says so better than thousands.
-		d.note("table inet %s: missing", TableName)
+		d.Notef("table inet %s: missing", TableName)
 		d.AddSets = make([]*Set, 0, len(want.Sets))
 		for _, name := range want.SetNames() {
 			d.AddSets = append(d.AddSets, want.Sets[name])
@@ -84,13 +85,13 @@ func diffTables(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error
 		w, h := want.Sets[name], have.Sets[name]
 		switch {
 		case w == nil:
-			d.note("set %s: not wanted", name)
+			d.Notef("set %s: not wanted", name)
 			d.DelSets = append(d.DelSets, name)
 		case h == nil:
-			d.note("set %s: missing", name)
+			d.Notef("set %s: missing", name)
 			d.AddSets = append(d.AddSets, w)
 		case h.Type != w.Type:
-			d.note("set %s: has type %s, want %s", name, typeText(h.Type), typeText(w.Type))
+			d.Notef("set %s: has type %s, want %s", name, typeText(h.Type), typeText(w.Type))
 			d.Rebuild = true
 		default:
 			if load != nil {
@@ -99,7 +100,7 @@ func diffTables(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error
 					return nil, err
 				}
 			}
-			d.diffElems(w, h)
+			d.DiffElems(w, h)
 		}
 	}
 	var known map[string]string // built on first need: most diffs find no rule difference
@@ -107,13 +108,13 @@ func diffTables(want, have *Table, load func(*Set) (*Set, error)) (*Delta, error
 		w, h := want.Chains[name], have.Chains[name]
 		switch {
 		case w == nil:
-			d.note("chain %s: not wanted", name)
+			d.Notef("chain %s: not wanted", name)
 			d.DelChains = append(d.DelChains, name)
 		case h == nil:
-			d.note("chain %s: missing", name)
+			d.Notef("chain %s: missing", name)
 			d.AddChains = append(d.AddChains, w)
 		case !sameHook(w.Hook, h.Hook):
-			d.note("chain %s: hook is %s, want %s", name, hookText(h.Hook), hookText(w.Hook))
+			d.Notef("chain %s: hook is %s, want %s", name, hookText(h.Hook), hookText(w.Hook))
 			d.Rebuild = true
 		default:
 			if !sameRules(w.Rules, h.Rules) {
@@ -178,13 +179,13 @@ func changedChainNames(want, have *Table) []string {
 	return names
 }
 
-func (d *Delta) note(format string, args ...any) {
+func (d *Delta) Notef(format string, args ...any) {
 	d.Differences = append(d.Differences, fmt.Sprintf(format, args...))
 }
 
 // diffElems compares elements of two sets of the same type; both lists are
 // in canonical order, so one merge pass finds the differences.
-func (d *Delta) diffElems(w, h *Set) {
+func (d *Delta) DiffElems(w, h *Set) {
 	if w.Ranges != nil && h.Ranges != nil {
 		d.diffRanges(w, h)
 		return
@@ -213,7 +214,7 @@ func (d *Delta) diffElems(w, h *Set) {
 			j++
 		default:
 			if !sameElemValue(we[i], he[j]) {
-				d.note("set %s: element is %s, want %s", w.Name, ElemText(h.Type, he[j]), ElemText(w.Type, we[i]))
+				d.Notef("set %s: element is %s, want %s", w.Name, ElemText(h.Type, he[j]), ElemText(w.Type, we[i]))
 				d.DelElems[w.Name] = append(d.DelElems[w.Name], he[j])
 				d.AddElems[w.Name] = append(d.AddElems[w.Name], we[i])
 			}
@@ -224,12 +225,12 @@ func (d *Delta) diffElems(w, h *Set) {
 }
 
 func (d *Delta) missing(w *Set, e Elem) {
-	d.note("set %s: missing element %s", w.Name, ElemText(w.Type, e))
+	d.Notef("set %s: missing element %s", w.Name, ElemText(w.Type, e))
 	d.AddElems[w.Name] = append(d.AddElems[w.Name], e)
 }
 
 func (d *Delta) unexpected(w *Set, t SetType, e Elem) {
-	d.note("set %s: unexpected element %s", w.Name, ElemText(t, e))
+	d.Notef("set %s: unexpected element %s", w.Name, ElemText(t, e))
 	d.DelElems[w.Name] = append(d.DelElems[w.Name], e)
 }
 
@@ -289,7 +290,11 @@ func hookText(h *Hook) string {
 	if h == nil {
 		return "none (regular chain)"
 	}
-	return fmt.Sprintf("%s priority %s policy %s", h.Hook, priorityText(h.Priority), h.Policy)
+	typ := ""
+	if h.Type != "" && h.Type != "filter" {
+		typ = " type " + h.Type
+	}
+	return fmt.Sprintf("%s%s priority %s policy %s", h.Hook, typ, priorityText(h.Priority), h.Policy)
 }
 
 // sameRules reports whether two rule lists are equal. Rules we built carry
@@ -388,3 +393,32 @@ func RuleKey(r Rule) string {
 func exprsText(es []expr.Any) string {
 	return nftext.Rule(es, nftext.Options{Family: unix.NFPROTO_INET})
 }
+
+// Result describes one transaction: what it changed and what it cost.
+type Result struct {
+	Delta    *Delta
+	Messages int  // netlink messages in the transaction
+	Bytes    int  // their size
+	Rebuilt  bool // the table was replaced as a whole
+	Duration time.Duration
+}
+
+// SameHook reports whether the chain h read back has w's hook, noting the
+// difference in d when not.
+func (d *Delta) SameHook(w, h *Chain) bool {
+	if sameHook(w.Hook, h.Hook) {
+		return true
+	}
+	d.Notef("chain %s: hook is %s, want %s", w.Name, hookText(h.Hook), hookText(w.Hook))
+	return false
+}
+
+// DiffRules notes in d how the rules read back for chain w differ from w's.
+func (d *Delta) DiffRules(want *Table, w *Chain, have []Rule) {
+	if !sameRules(w.Rules, have) {
+		d.Differences = append(d.Differences, diffRules(w.Name, w.Rules, have, knownRuleTexts(want))...)
+	}
+}
+
+// String names the set type as nft prints it.
+func (t SetType) String() string { return typeText(t) }

@@ -1,16 +1,13 @@
-// Package nft turns a node's policy plan into kube-fence's own nftables table
-// and keeps the kernel's copy of that table equal to it.
-//
-// The flow is one way: Render (pure) builds the desired Table from a
-// policy.Plan; Diff (pure) compares two Tables and lists the differences in
-// words plus the operations that remove them; a Conn (netlink, through
-// github.com/google/nftables) applies those operations as one atomic
-// transaction, reads back what it changed (VerifyApplied) or the whole table
-// (Verify) and compares again. Text prints a Table in nft syntax for humans
-// and for `nft -f`. A Renderer renders like Render but shares with the
-// previous table every object a new plan did not change, which Diff then
-// skips in constant time: a small change costs a small render, diff and
-// transaction however big the table.
+// Package nft is kube-fence's model of its nftables table, with no I/O:
+// Render (pure) builds the desired Table from a plan.Plan; Diff compares two
+// Tables and lists the differences in words plus the operations that remove
+// them; EncodeDelta turns those operations into the netlink messages of one
+// transaction; Text prints a Table in nft syntax for humans and for
+// `nft -f`. A Renderer renders like Render but shares with the previous table
+// every object a new plan did not change, which Diff then skips in constant
+// time: a small change costs a small render, diff and transaction however
+// big the table. Package kernel (internal/nft/kernel) sends the
+// transactions, reads the table back and repairs it.
 //
 // The table's rules are fixed and its data changes: per-pod and per-peer facts
 // live in sets and verdict maps, so a pod appearing or a label changing is a

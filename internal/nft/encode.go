@@ -22,7 +22,7 @@ var nftTable = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet
 // against the state the previous ones leave: sets and chains are created
 // before anything refers to them, and references (rules, verdict map
 // elements) are removed before what they refer to.
-func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, error) {
+func EncodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, error) {
 	typeOf := func(name string) SetType {
 		if s := want.Sets[name]; s != nil {
 			return s.Type
@@ -43,8 +43,16 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 			return nil, fmt.Errorf("add set %s: %w", s.Name, err)
 		}
 	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range append(slices.Clone(d.AddChains), d.ReplaceRules...) {
+		nc, err := nftChain(ch)
+		if err != nil {
+			return nil, err
+		}
+		chains[ch.Name] = nc
+	}
 	for _, ch := range d.AddChains {
-		c.AddChain(nftChain(ch))
+		c.AddChain(chains[ch.Name])
 	}
 	headMsgs, err := head.batch()
 	if err != nil {
@@ -71,12 +79,12 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 	tail := newEncoder()
 	c = tail.conn
 	for _, ch := range d.ReplaceRules {
-		nc := nftChain(ch)
+		nc := chains[ch.Name]
 		c.FlushChain(nc)
 		addRules(c, nc, ch.Rules)
 	}
 	for _, ch := range d.AddChains {
-		addRules(c, nftChain(ch), ch.Rules)
+		addRules(c, chains[ch.Name], ch.Rules)
 	}
 	for _, name := range d.DelChains {
 		c.FlushChain(&nftables.Chain{Name: name, Table: nftTable})
@@ -97,13 +105,13 @@ func encodeDelta(d *Delta, want *Table, deleteTable bool) ([]netlink.Message, er
 // joinBatch puts the messages of several parts into one batch: the begin
 // message of the first part, every part's own messages, one end message.
 func joinBatch(first []netlink.Message, rest ...[]netlink.Message) ([]netlink.Message, error) {
-	if len(first) < 2 || first[0].Header.Type != msgBatchBegin || first[len(first)-1].Header.Type != msgBatchEnd {
+	if len(first) < 2 || first[0].Header.Type != msgBatchBegin || first[len(first)-1].Header.Type != MsgBatchEnd {
 		return nil, errors.New("encode nftables batch: no batch begin and end messages")
 	}
 	out := slices.Clone(first[:len(first)-1])
 	for _, part := range rest {
 		for _, m := range part {
-			if m.Header.Type != msgBatchBegin && m.Header.Type != msgBatchEnd {
+			if m.Header.Type != msgBatchBegin && m.Header.Type != MsgBatchEnd {
 				out = append(out, m)
 			}
 		}
@@ -112,7 +120,7 @@ func joinBatch(first []netlink.Message, rest ...[]netlink.Message) ([]netlink.Me
 }
 
 // encodeDeleteTable builds a transaction removing kube-fence's table.
-func encodeDeleteTable() ([]netlink.Message, error) {
+func EncodeDeleteTable() ([]netlink.Message, error) {
 	e := newEncoder()
 	e.conn.DelTable(nftTable)
 	return e.batch()
@@ -146,11 +154,21 @@ func nftSet(name string, t SetType) *nftables.Set {
 	return s
 }
 
-func nftChain(c *Chain) *nftables.Chain {
+// nftChain builds a chain's header. A hook that is not one of the five, or a
+// chain type other than filter, is an error: the table must never get a
+// base chain somewhere else than asked.
+func nftChain(c *Chain) (*nftables.Chain, error) {
 	nc := &nftables.Chain{Name: c.Name, Table: nftTable}
 	if c.Hook != nil {
+		if !c.Hook.Hook.Known() {
+			return nil, fmt.Errorf("chain %s: unknown hook %s", c.Name, c.Hook.Hook)
+		}
+		if c.Hook.Type != "" && c.Hook.Type != "filter" {
+			return nil, fmt.Errorf("chain %s: chain type %q, kube-fence creates only filter chains", c.Name, c.Hook.Type)
+		}
 		nc.Type = nftables.ChainTypeFilter
-		nc.Hooknum = hookNum(c.Hook.Hook)
+		hook := nftables.ChainHook(c.Hook.Hook)
+		nc.Hooknum = &hook
 		nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.Hook.Priority))
 		policy := nftables.ChainPolicyAccept
 		if c.Hook.Policy == "drop" {
@@ -158,25 +176,11 @@ func nftChain(c *Chain) *nftables.Chain {
 		}
 		nc.Policy = &policy
 	}
-	return nc
+	return nc, nil
 }
 
-func hookNum(name string) *nftables.ChainHook {
-	switch name {
-	case "input":
-		return nftables.ChainHookInput
-	case "output":
-		return nftables.ChainHookOutput
-	case "prerouting":
-		return nftables.ChainHookPrerouting
-	case "postrouting":
-		return nftables.ChainHookPostrouting
-	}
-	return nftables.ChainHookForward
-}
-
-// describeMessage names what a batch message does, for error reports.
-func describeMessage(m netlink.Message) string {
+// DescribeMessage names what a batch message does, for error reports.
+func DescribeMessage(m netlink.Message) string {
 	verb, kind, nameAttrs := messageKind(m.Header.Type)
 	if verb == "" {
 		return fmt.Sprintf("netlink message type %#x", uint16(m.Header.Type))
@@ -243,3 +247,39 @@ func sortedKeys(m map[string][]Elem) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// encoder collects the messages google/nftables would send.
+type encoder struct {
+	conn *nftables.Conn
+	msgs []netlink.Message
+}
+
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.conn, _ = nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		e.msgs = append(e.msgs, req...)
+		return nil, nil // no reply; google/nftables treats that as success
+	}))
+	return e
+}
+
+// batch returns the captured messages (between the batch begin and end
+// messages google/nftables adds) and resets the encoder.
+func (e *encoder) batch() ([]netlink.Message, error) {
+	e.msgs = nil
+	if err := e.conn.Flush(); err != nil {
+		return nil, fmt.Errorf("encode nftables batch: %w", err)
+	}
+	msgs := e.msgs
+	e.msgs = nil
+	return msgs, nil
+}
+
+var (
+	msgBatchBegin = netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN)
+	MsgBatchEnd   = netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
+)
+
+// nfgen is the nfgenmsg header that precedes the attributes of every
+// nftables message.
+func nfgen(family byte) []byte { return []byte{family, unix.NFNETLINK_V0, 0, 0} }

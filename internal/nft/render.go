@@ -9,7 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // Fixed chain and set names. Everything per pod or per peer is data in these
@@ -37,9 +37,9 @@ const (
 const ForwardPriority = -5
 
 // Render builds the table that enforces plan. It is pure and deterministic.
-func Render(plan *policy.Plan) *Table {
+func Render(pl *plan.Plan) *Table {
 	var r Renderer
-	return r.Render(plan)
+	return r.Render(pl)
 }
 
 // Renderer renders plans exactly as Render does, reusing what it built for
@@ -52,10 +52,10 @@ func Render(plan *policy.Plan) *Table {
 type Renderer struct {
 	fixed    []*Chain
 	sets     map[string]renderedSet
-	profiles map[policy.ProfileID]renderedProfile
+	profiles map[plan.ProfileID]renderedProfile
 	// What this render used, to become the caches for the next.
 	usedSets     map[string]renderedSet
-	usedProfiles map[policy.ProfileID]renderedProfile
+	usedProfiles map[plan.ProfileID]renderedProfile
 }
 
 type renderedSet struct {
@@ -64,27 +64,27 @@ type renderedSet struct {
 }
 
 type renderedProfile struct {
-	profile *policy.Profile
+	profile *plan.Profile
 	chains  []*Chain
 	sets    []*Set
 }
 
 // Render builds the table that enforces plan.
-func (r *Renderer) Render(plan *policy.Plan) *Table {
+func (r *Renderer) Render(pl *plan.Plan) *Table {
 	r.usedSets = make(map[string]renderedSet, len(r.sets))
-	r.usedProfiles = make(map[policy.ProfileID]renderedProfile, len(r.profiles))
+	r.usedProfiles = make(map[plan.ProfileID]renderedProfile, len(r.profiles))
 	t := NewTable()
 	for _, c := range r.fixedChains() {
 		t.AddChain(c)
 	}
-	r.addAddrSets(t, setNodeAddrs4, setNodeAddrs6, plan.NodeAddrs)
+	r.addAddrSets(t, setNodeAddrs4, setNodeAddrs6, pl.NodeAddrs)
 	unknown := addrset.Set{}
-	if plan.DefaultDenyUnknown {
-		unknown = plan.PodCIDRs
+	if pl.DefaultDenyUnknown {
+		unknown = pl.PodCIDRs
 	}
 	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
-	addPodMaps(t, plan.Pods)
-	for _, prof := range plan.Profiles {
+	addPodMaps(t, pl.Pods)
+	for _, prof := range pl.Profiles {
 		r.addProfile(t, prof)
 	}
 	r.sets, r.profiles = r.usedSets, r.usedProfiles
@@ -100,7 +100,7 @@ func (r *Renderer) fixedChains() []*Chain {
 	r.fixed = []*Chain{
 		{
 			Name: chainForward,
-			Hook: &Hook{Hook: "forward", Priority: ForwardPriority, Policy: "accept"},
+			Hook: &Hook{Hook: HookForward, Priority: ForwardPriority, Policy: "accept"},
 			Rules: []Rule{
 				rule(ctEstablishedRelated(), accept),
 				rule(icmpv6NeighbourDiscovery(), accept),
@@ -136,8 +136,8 @@ func (r *Renderer) fixedChains() []*Chain {
 // addPodMaps adds the verdict maps dispatching each pod address to its
 // profiles. Two pods of the plan can share an address for a moment (a
 // snapshot taken while one replaces the other); a map holds one element per
-// key, so the first pod wins, as in policy.Plan.LocalPod.
-func addPodMaps(t *Table, pods []policy.LocalPod) {
+// key, so the first pod wins, as in plan.Plan.LocalPod.
+func addPodMaps(t *Table, pods []plan.LocalPod) {
 	seen := map[netip.Addr]bool{}
 	maps := map[string]*Set{}
 	for _, name := range []string{setEgressPods4, setEgressPods6, setIngressPods4, setIngressPods6} {
@@ -151,11 +151,11 @@ func addPodMaps(t *Table, pods []policy.LocalPod) {
 	for _, p := range pods {
 		egress := Verdict{Kind: expr.VerdictReturn}
 		if p.Egress != "" {
-			egress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Egress, p.Egress)}
+			egress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(plan.Egress, p.Egress)}
 		}
 		ingress := Verdict{Kind: expr.VerdictAccept}
 		if p.Ingress != "" {
-			ingress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(policy.Ingress, p.Ingress)}
+			ingress = Verdict{Kind: expr.VerdictGoto, Chain: profileChain(plan.Ingress, p.Ingress)}
 		}
 		for _, ip := range p.IPs {
 			if seen[ip] {
@@ -177,7 +177,7 @@ func addPodMaps(t *Table, pods []policy.LocalPod) {
 }
 
 // profileChain names the chain deciding a profile.
-func profileChain(d policy.Direction, id policy.ProfileID) string {
+func profileChain(d plan.Direction, id plan.ProfileID) string {
 	return fmt.Sprintf("%s-%s", d, id)
 }
 
@@ -192,7 +192,7 @@ func profileChain(d policy.Direction, id policy.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
+func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
 		for _, c := range prev.chains {
 			t.AddChain(c)
@@ -220,7 +220,7 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
 	allowVerdict := Verdict{Kind: expr.VerdictAccept}
-	if p.Direction == policy.Egress {
+	if p.Direction == plan.Egress {
 		peer, peer6, allow = ipDaddr, ip6Daddr, ret
 		allowVerdict = Verdict{Kind: expr.VerdictReturn}
 	}
@@ -263,7 +263,7 @@ func (r *Renderer) addProfile(t *Table, p *policy.Profile) {
 	r.usedProfiles[p.ID] = out
 }
 
-func portClassName(c policy.PortClass) string {
+func portClassName(c plan.PortClass) string {
 	proto := strings.ToLower(c.Protocol.String())
 	if c.First == c.Last {
 		return fmt.Sprintf("%s-%d", proto, c.First)
@@ -273,7 +273,7 @@ func portClassName(c policy.PortClass) string {
 
 // portKey encodes protocol . port as the kernel stores a concatenation: each
 // field padded to 32 bits, the port in network byte order.
-func portKey(proto policy.Protocol, port uint16) []byte {
+func portKey(proto plan.Protocol, port uint16) []byte {
 	return []byte{byte(proto), 0, 0, 0, byte(port >> 8), byte(port), 0, 0}
 }
 
@@ -335,7 +335,7 @@ func rangeElems(rs []addrset.Range) []Elem {
 }
 
 // addrFromKey decodes an address key.
-func addrFromKey(b []byte) netip.Addr {
+func AddrFromKey(b []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 func TestRenderText(t *testing.T) {
@@ -43,9 +43,9 @@ func TestRenderText(t *testing.T) {
 // own lookup does; two elements with one key would make the kernel refuse
 // the whole transaction.
 func TestRenderSharedAddress(t *testing.T) {
-	plan := testPlan()
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "z", IPs: plan.Pods[0].IPs})
-	tab := Render(plan)
+	pl := testPlan()
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "z", IPs: pl.Pods[0].IPs})
+	tab := Render(pl)
 	for _, name := range []string{setIngressPods4, setEgressPods4, setIngressPods6, setEgressPods6} {
 		for i, e := range tab.Sets[name].Elems {
 			if i > 0 && bytes.Equal(e.Key, tab.Sets[name].Elems[i-1].Key) {

@@ -6,9 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
@@ -19,36 +17,10 @@ import (
 // and that it reused what the change did not touch.
 func TestRendererEqualsRender(t *testing.T) { followChanges(t, nil) }
 
-// TestIncrementalSyncOfChanges follows the same changes into a kernel: each
-// plan is rendered incrementally and synced, and both the read back of what
-// the transaction changed and the full read back must find the kernel's
-// table equal to the desired one.
-func TestIncrementalSyncOfChanges(t *testing.T) {
-	ns := newNS(t)
-	conn := openConn(t, ns, OwnershipAuto)
-	n := 0
-	followChanges(t, func(step string, want *Table) {
-		n++
-		res, err := conn.Sync(want)
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		d, err := conn.VerifyApplied(want, res.Delta)
-		if err != nil {
-			t.Fatalf("%s: verify applied: %v", step, err)
-		}
-		if !d.Empty() {
-			t.Fatalf("%s: verify applied: %v", step, d.Differences)
-		}
-		if n%4 == 1 { // the full read back is slow at this size
-			requireNoDiff(t, conn, want, step)
-		}
-	})
-}
-
 // followChanges makes random changes to a synthetic cluster and renders
 // each plan with one Renderer, comparing with Render; sync, if set, gets
-// every table.
+// every table. (internal/enforce's TestPipelineFollowsChangesInTheKernel
+// sends the same changes into a kernel.)
 func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	cfg := synth.Config{Pods: 2000, Policies: 200, Nodes: 10, Namespaces: 20, PodsOnNode: 110, Seed: 21}
 	s := synth.Generate(cfg)
@@ -65,33 +37,9 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	reused, total := 0, 0
 	for step := range 40 {
-		var what string
-		switch rnd.IntN(4) {
-		case 0:
-			p := *pool.Pods[rnd.IntN(len(pool.Pods))]
-			p.Name = fmt.Sprintf("added-%d", step)
-			if step%3 == 0 {
-				p.NodeName = node
-			}
-			c.SetPod(&p)
-			what = "add pod"
-		case 1:
-			p := *s.Pods[rnd.IntN(len(s.Pods))]
-			p.Labels = pool.Pods[rnd.IntN(len(pool.Pods))].Labels
-			c.SetPod(&p)
-			what = "relabel pod"
-		case 2:
-			c.SetNamespace(&cluster.Namespace{Name: fmt.Sprintf("ns-%d", rnd.IntN(20)),
-				Labels: labels.Set{"team": fmt.Sprintf("team-%d", rnd.IntN(7)), "env": "prod"}})
-			what = "relabel namespace"
-		default:
-			np := pool.Policies[rnd.IntN(len(pool.Policies))].DeepCopy()
-			np.Name = fmt.Sprintf("added-%d", step)
-			c.SetPolicy(np)
-			what = "add policy"
-		}
-		plan := c.Plan()
-		got, want := r.Render(plan), Render(plan)
+		what := synth.RandomChange(rnd, s, pool, node, step, c)
+		pl := c.Plan()
+		got, want := r.Render(pl), Render(pl)
 		if d := Diff(want, got); !d.Empty() {
 			t.Fatalf("step %d (%s): the Renderer's table differs from Render's:\n%v", step, what, d.Differences)
 		}
@@ -118,20 +66,20 @@ func followChanges(t *testing.T, sync func(step string, want *Table)) {
 // the committed one is found equal without looking inside, and that a
 // changed set is still found.
 func TestDiffSkipsSharedObjects(t *testing.T) {
-	plan := testPlan()
+	pl := testPlan()
 	var r Renderer
-	a := r.Render(plan)
-	b := r.Render(plan)
+	a := r.Render(pl)
+	b := r.Render(pl)
 	for name, s := range b.Sets {
 		if a.Sets[name] != s && name != setEgressPods4 && name != setEgressPods6 && name != setIngressPods4 && name != setIngressPods6 {
-			t.Errorf("set %s was rendered again for the same plan", name)
+			t.Errorf("set %s was rendered again for the same pl", name)
 		}
 	}
 	if d := Diff(b, a); !d.Empty() {
-		t.Fatalf("same plan: %v", d.Differences)
+		t.Fatalf("same pl: %v", d.Differences)
 	}
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12")}})
-	c := r.Render(plan)
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12")}})
+	c := r.Render(pl)
 	d := Diff(c, b)
 	if added, _ := d.Elements(); added != 2 || len(d.Differences) != 2 {
 		t.Errorf("one pod added: %v", d.Differences)

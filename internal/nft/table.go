@@ -1,8 +1,12 @@
 package nft
 
 import (
+	"fmt"
+
 	"bytes"
 	"slices"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/google/nftables/expr"
 
@@ -89,9 +93,39 @@ type Chain struct {
 
 // Hook makes a chain a base chain.
 type Hook struct {
-	Hook     string // "forward"
+	Hook     HookPoint
 	Priority int32
 	Policy   string // "accept" or "drop"
+	// Type is the chain type; empty means filter, the only type
+	// kube-fence creates. A read back sets it when the kernel's is another.
+	Type string
+}
+
+// HookPoint is a netfilter hook of the inet family; the values are the
+// kernel's (NF_INET_*).
+type HookPoint uint32
+
+const (
+	HookPrerouting  HookPoint = unix.NF_INET_PRE_ROUTING
+	HookInput       HookPoint = unix.NF_INET_LOCAL_IN
+	HookForward     HookPoint = unix.NF_INET_FORWARD
+	HookOutput      HookPoint = unix.NF_INET_LOCAL_OUT
+	HookPostrouting HookPoint = unix.NF_INET_POST_ROUTING
+)
+
+var hookNames = map[HookPoint]string{
+	HookPrerouting: "prerouting", HookInput: "input", HookForward: "forward",
+	HookOutput: "output", HookPostrouting: "postrouting",
+}
+
+// Known reports whether h is one of the five hooks.
+func (h HookPoint) Known() bool { _, ok := hookNames[h]; return ok }
+
+func (h HookPoint) String() string {
+	if n, ok := hookNames[h]; ok {
+		return n
+	}
+	return fmt.Sprintf("hook-%d", uint32(h))
 }
 
 // Rule is one rule: expressions as the kernel runs them, and for rules we
@@ -133,19 +167,6 @@ func (t SetType) IsMap() bool { return t == PodMap4 || t == PodMap6 || t == Port
 
 // IsInterval reports whether elements are ranges.
 func (t SetType) IsInterval() bool { return t == Addr4 || t == Addr6 || t == PortMap }
-
-// KeyLen is the key length in bytes as the kernel stores it.
-func (t SetType) KeyLen() int {
-	switch t {
-	case Addr4, PodMap4:
-		return 4
-	case Addr6, PodMap6:
-		return 16
-	case PortMap:
-		return 8 // two fields, each padded to a 32-bit register
-	}
-	return 0
-}
 
 // Set is a named set or verdict map with its elements in canonical order.
 type Set struct {

@@ -77,9 +77,9 @@ func ElemText(t SetType, e Elem) string {
 	var key string
 	switch t {
 	case Addr4, Addr6:
-		key = addrset.Range{From: addrFromKey(e.Key), To: addrFromKey(e.KeyEnd)}.String()
+		key = addrset.Range{From: AddrFromKey(e.Key), To: AddrFromKey(e.KeyEnd)}.String()
 	case PodMap4, PodMap6:
-		key = addrFromKey(e.Key).String()
+		key = AddrFromKey(e.Key).String()
 	case PortMap:
 		key = portRangeText(e.Key, e.KeyEnd)
 	default:
@@ -125,7 +125,11 @@ func protoName(p byte) string {
 func writeChain(b *strings.Builder, c *Chain) {
 	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
 	if c.Hook != nil {
-		fmt.Fprintf(b, "\t\ttype filter hook %s priority %s; policy %s;\n", c.Hook.Hook, priorityText(c.Hook.Priority), c.Hook.Policy)
+		typ := c.Hook.Type
+		if typ == "" {
+			typ = "filter"
+		}
+		fmt.Fprintf(b, "\t\ttype %s hook %s priority %s; policy %s;\n", typ, c.Hook.Hook, priorityText(c.Hook.Priority), c.Hook.Policy)
 	}
 	for _, r := range c.Rules {
 		text := r.Text

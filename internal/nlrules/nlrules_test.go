@@ -9,7 +9,6 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nftext"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
@@ -48,11 +47,7 @@ func TestUserComment(t *testing.T) {
 func TestReadAndWatch(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "nft", "nftables")
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := testenv.NetNS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	changes, err := Changes(ctx, ns.FD())

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
 
@@ -30,7 +31,7 @@ func BenchmarkCompile(b *testing.B) {
 			// collector's work follows the heap.
 			s := synth.Generate(cfg)
 			runtime.GC()
-			var pl *Plan
+			var pl *plan.Plan
 			cpu := cpuTime()
 			for b.Loop() {
 				pl = Compile(s, synth.NodeName(0), Options{})
@@ -60,7 +61,7 @@ type stats struct {
 	totalRanges, distinctRanges        int
 }
 
-func planStats(pl *Plan) stats {
+func planStats(pl *plan.Plan) stats {
 	var st stats
 	seen := map[string]bool{}
 	count := func(s addrset.Set) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // Options tune Compile.
@@ -31,16 +32,16 @@ type Options struct {
 // direction that allows less (fail closed): the policy still isolates the
 // pods it selects. Only a policy whose own podSelector is invalid is skipped
 // whole, since nobody can say which pods it meant.
-func Compile(s *cluster.Snapshot, node string, opts Options) *Plan {
+func Compile(s *cluster.Snapshot, node string, opts Options) *plan.Plan {
 	if s == nil {
-		return &Plan{Node: node, DefaultDenyUnknown: opts.DefaultDenyUnknown}
+		return &plan.Plan{Node: node, DefaultDenyUnknown: opts.DefaultDenyUnknown}
 	}
 	return newCompiler(s, node).plan(opts)
 }
 
 // plan builds the node's plan from the compiler's current state.
-func (c *compiler) plan(opts Options) *Plan {
-	pl := &Plan{Node: c.node, DefaultDenyUnknown: opts.DefaultDenyUnknown, NodeAddrs: c.nodeAddrs, PodCIDRs: c.podCIDRs}
+func (c *compiler) plan(opts Options) *plan.Plan {
+	pl := &plan.Plan{Node: c.node, DefaultDenyUnknown: opts.DefaultDenyUnknown, NodeAddrs: c.nodeAddrs, PodCIDRs: c.podCIDRs}
 	c.problems = nil
 	locals := c.localPods()
 	c.selectPolicies(locals)
@@ -144,26 +145,26 @@ func (c *compiler) compiledPolicy(key string, np *networkingv1.NetworkPolicy) *c
 
 // assignProfiles groups the local pods by what defines their decision and
 // builds one profile per group.
-func (c *compiler) assignProfiles(locals []*localPod) ([]LocalPod, []*Profile) {
+func (c *compiler) assignProfiles(locals []*localPod) ([]plan.LocalPod, []*plan.Profile) {
 	used := map[string]*cachedProfile{}
-	pods := make([]LocalPod, 0, len(locals))
+	pods := make([]plan.LocalPod, 0, len(locals))
 	for _, lp := range locals {
-		out := LocalPod{Namespace: podNamespace(lp.pod), Name: lp.pod.Name, IPs: validAddrs(lp.pod.IPs)}
+		out := plan.LocalPod{Namespace: podNamespace(lp.pod), Name: lp.pod.Name, IPs: validAddrs(lp.pod.IPs)}
 		if len(lp.ingress) > 0 {
 			res := c.resolveIngressNames(lp)
-			out.Ingress = c.profileFor(used, Ingress, lp.ingress, res)
+			out.Ingress = c.profileFor(used, plan.Ingress, lp.ingress, res)
 		}
 		if len(lp.egress) > 0 {
-			out.Egress = c.profileFor(used, Egress, lp.egress, nil)
+			out.Egress = c.profileFor(used, plan.Egress, lp.egress, nil)
 		}
 		pods = append(pods, out)
 	}
 	c.profiles = used
-	profiles := make([]*Profile, 0, len(used))
+	profiles := make([]*plan.Profile, 0, len(used))
 	for _, cp := range used {
 		profiles = append(profiles, cp.profile)
 	}
-	slices.SortFunc(profiles, func(a, b *Profile) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(profiles, func(a, b *plan.Profile) int { return cmp.Compare(a.ID, b.ID) })
 	return pods, profiles
 }
 
@@ -171,7 +172,7 @@ func (c *compiler) assignProfiles(locals []*localPod) ([]LocalPod, []*Profile) {
 // compiled policies and every set and named-port map it read. A profile is
 // reused until one of them changes.
 type cachedProfile struct {
-	profile *Profile
+	profile *plan.Profile
 	pols    []*compiledPolicy
 	inputs  []setID
 	maps    []*namedMap
@@ -199,7 +200,7 @@ func (c *compiler) stillValid(cp *cachedProfile, pols []*compiledPolicy) bool {
 // profileFor returns the ID of the profile for dir, policies and named-port
 // resolution, building the profile the first time it is needed and again
 // only when what it was built from changed.
-func (c *compiler) profileFor(used map[string]*cachedProfile, dir Direction, pols []*compiledPolicy, res *resolution) ProfileID {
+func (c *compiler) profileFor(used map[string]*cachedProfile, dir plan.Direction, pols []*compiledPolicy, res *resolution) plan.ProfileID {
 	keys := make([]string, len(pols))
 	for i, cp := range pols {
 		keys[i] = cp.key
@@ -223,8 +224,8 @@ func (c *compiler) profileFor(used map[string]*cachedProfile, dir Direction, pol
 	return p.ID
 }
 
-func sortProblems(ps []Problem) []Problem {
-	slices.SortFunc(ps, func(a, b Problem) int {
+func sortProblems(ps []plan.Problem) []plan.Problem {
+	slices.SortFunc(ps, func(a, b plan.Problem) int {
 		return cmp.Or(cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Field, b.Field), cmp.Compare(a.Message, b.Message))
 	})
 	return slices.Compact(ps)

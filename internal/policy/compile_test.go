@@ -14,6 +14,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 func set(t *testing.T, items ...string) addrset.Set {
@@ -29,7 +30,7 @@ func set(t *testing.T, items ...string) addrset.Set {
 	return b.Set()
 }
 
-func lpod(t *testing.T, pl *Plan, key string) LocalPod {
+func lpod(t *testing.T, pl *plan.Plan, key string) plan.LocalPod {
 	t.Helper()
 	for _, p := range pl.Pods {
 		if p.Key() == key {
@@ -37,7 +38,7 @@ func lpod(t *testing.T, pl *Plan, key string) LocalPod {
 		}
 	}
 	t.Fatalf("plan of %s has no pod %s", pl.Node, key)
-	return LocalPod{}
+	return plan.LocalPod{}
 }
 
 func TestPlanShape(t *testing.T) {
@@ -85,7 +86,7 @@ func TestDenyAllProfile(t *testing.T) {
 	s.Policies = []*networkingv1.NetworkPolicy{np("x", "deny", sel("app=a"), bothTypes, nil, nil)}
 	pl := Compile(s, "node-1", Options{})
 	lp := lpod(t, pl, "x/a")
-	for _, id := range []ProfileID{lp.Ingress, lp.Egress} {
+	for _, id := range []plan.ProfileID{lp.Ingress, lp.Egress} {
 		p := pl.Profile(id)
 		if p == nil {
 			t.Fatalf("profile %q missing", id)
@@ -94,7 +95,7 @@ func TestDenyAllProfile(t *testing.T) {
 			t.Errorf("deny-all profile %+v", p)
 		}
 	}
-	if pl.Profile(lp.Ingress).Direction != Ingress || pl.Profile(lp.Egress).Direction != Egress {
+	if pl.Profile(lp.Ingress).Direction != plan.Ingress || pl.Profile(lp.Egress).Direction != plan.Egress {
 		t.Errorf("profile directions wrong")
 	}
 }
@@ -114,11 +115,11 @@ func TestCanonicalClasses(t *testing.T) {
 	p := pl.Profile(lpod(t, pl, "x/a").Ingress)
 	xb := []string{"10.1.0.11", "fd00:1::11"}
 	red := []string{"10.2.0.20", "fd00:2::20", "10.1.0.21", "fd00:1::21"}
-	want := []PortClass{
-		{TCP, 80, 84, set(t, xb...)},
-		{TCP, 85, 90, set(t, append(slices.Clone(xb), red...)...)},
-		{TCP, 91, 95, set(t, red...)},
-		{UDP, 53, 53, set(t, red...)},
+	want := []plan.PortClass{
+		{Protocol: plan.TCP, First: 80, Last: 84, Peers: set(t, xb...)},
+		{Protocol: plan.TCP, First: 85, Last: 90, Peers: set(t, append(slices.Clone(xb), red...)...)},
+		{Protocol: plan.TCP, First: 91, Last: 95, Peers: set(t, red...)},
+		{Protocol: plan.UDP, First: 53, Last: 53, Peers: set(t, red...)},
 	}
 	if !p.Any.Equal(set(t, "10.2.0.12", "fd00:2::12")) {
 		t.Errorf("Any = %v", p.Any)
@@ -137,7 +138,7 @@ func TestCanonicalClasses(t *testing.T) {
 // TestSameDecisionSameContent: policies written differently but meaning
 // the same give profiles with identical sets and classes.
 func TestSameDecisionSameContent(t *testing.T) {
-	content := func(rules ...in) (addrset.Set, []PortClass) {
+	content := func(rules ...in) (addrset.Set, []plan.PortClass) {
 		s := fixture()
 		s.Policies = []*networkingv1.NetworkPolicy{np("x", "p", sel("app=a"), nil, rules, nil)}
 		pl := Compile(s, "node-1", Options{})
@@ -187,7 +188,7 @@ func TestProfileSharingAndIDs(t *testing.T) {
 			t.Errorf("profile ID %q is not [ie] and 12 hex digits", p.ID)
 		}
 	}
-	if !slices.IsSortedFunc(pl.Profiles, func(a, b *Profile) int { return compareStrings(string(a.ID), string(b.ID)) }) {
+	if !slices.IsSortedFunc(pl.Profiles, func(a, b *plan.Profile) int { return compareStrings(string(a.ID), string(b.ID)) }) {
 		t.Errorf("profiles not sorted by ID")
 	}
 
@@ -321,7 +322,7 @@ func TestEvaluatePlanEdges(t *testing.T) {
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	cases := []struct {
 		name     string
-		pl       *Plan
+		pl       *plan.Plan
 		ingress  bool
 		src, dst string
 		want     bool
@@ -342,9 +343,9 @@ func TestEvaluatePlanEdges(t *testing.T) {
 	for _, c := range cases {
 		var got bool
 		if c.ingress {
-			got = c.pl.AllowsIngress(a(c.src), a(c.dst), TCP, 80)
+			got = c.pl.AllowsIngress(a(c.src), a(c.dst), plan.TCP, 80)
 		} else {
-			got = c.pl.AllowsEgress(a(c.src), a(c.dst), TCP, 80)
+			got = c.pl.AllowsEgress(a(c.src), a(c.dst), plan.TCP, 80)
 		}
 		if got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
@@ -353,7 +354,7 @@ func TestEvaluatePlanEdges(t *testing.T) {
 	// A dangling profile reference denies.
 	broken := *strict
 	broken.Profiles = nil
-	if broken.AllowsIngress(a("10.1.0.11"), a("10.1.0.10"), TCP, 80) {
+	if broken.AllowsIngress(a("10.1.0.11"), a("10.1.0.10"), plan.TCP, 80) {
 		t.Errorf("a missing profile should deny")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // TestCompiledPlansMatchReference compares, over many random clusters, the
@@ -62,33 +63,33 @@ var portPool = []int32{53, 80, 443, 1000, 2000, 7000, 8080}
 
 // probePorts are every pool number and its neighbours, plus the extremes.
 var probePorts = func() []struct {
-	proto Protocol
+	proto plan.Protocol
 	port  uint16
 } {
 	var out []struct {
-		proto Protocol
+		proto plan.Protocol
 		port  uint16
 	}
-	add := func(p Protocol, n int) {
+	add := func(p plan.Protocol, n int) {
 		if n >= 0 && n <= 65535 {
 			out = append(out, struct {
-				proto Protocol
+				proto plan.Protocol
 				port  uint16
 			}{p, uint16(n)})
 		}
 	}
 	for _, n := range portPool {
-		add(TCP, int(n)-1)
-		add(TCP, int(n))
-		add(TCP, int(n)+1)
+		add(plan.TCP, int(n)-1)
+		add(plan.TCP, int(n))
+		add(plan.TCP, int(n)+1)
 	}
-	add(TCP, 0)
-	add(TCP, 65535)
+	add(plan.TCP, 0)
+	add(plan.TCP, 65535)
 	for _, n := range []int{0, 53, 80, 1000, 65535} {
-		add(UDP, n)
+		add(plan.UDP, n)
 	}
-	add(SCTP, 7000)
-	add(SCTP, 80)
+	add(plan.SCTP, 7000)
+	add(plan.SCTP, 80)
 	return out
 }()
 

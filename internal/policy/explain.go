@@ -7,6 +7,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // Why a side allows a connection without any rule deciding it.
@@ -74,7 +75,7 @@ type Miss struct {
 }
 
 // Explain judges a connection as Allowed does and says why, side by side.
-func Explain(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) Explanation {
+func Explain(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) Explanation {
 	if from.Pod != nil && from.Pod == to.Pod {
 		same := SideVerdict{Allowed: true, Reason: ReasonSamePod}
 		return Explanation{Allowed: true, Egress: same, Ingress: same}

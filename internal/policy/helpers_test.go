@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // A small language for test fixtures, so tables read like the manifests
@@ -206,7 +207,7 @@ func endpoint(t *testing.T, s *cluster.Snapshot, ref string) Endpoint {
 // planAllowed decides a connection from compiled plans only: the egress of
 // the source's node and the ingress of the destination's node, as two
 // dataplanes would.
-func planAllowed(plans func(node string) *Plan, from, to Endpoint, proto Protocol, port uint16) bool {
+func planAllowed(plans func(node string) *plan.Plan, from, to Endpoint, proto plan.Protocol, port uint16) bool {
 	ok := true
 	if from.Pod != nil {
 		ok = plans(from.Pod.NodeName).AllowsEgress(from.IP, to.IP, proto, port)
@@ -218,9 +219,9 @@ func planAllowed(plans func(node string) *Plan, from, to Endpoint, proto Protoco
 }
 
 // planCache compiles each node's plan once per snapshot.
-func planCache(s *cluster.Snapshot, opts Options) func(string) *Plan {
-	cache := map[string]*Plan{}
-	return func(node string) *Plan {
+func planCache(s *cluster.Snapshot, opts Options) func(string) *plan.Plan {
+	cache := map[string]*plan.Plan{}
+	return func(node string) *plan.Plan {
 		if pl, ok := cache[node]; ok {
 			return pl
 		}
@@ -230,7 +231,7 @@ func planCache(s *cluster.Snapshot, opts Options) func(string) *Plan {
 	}
 }
 
-func protoOf(p corev1.Protocol) Protocol {
+func protoOf(p corev1.Protocol) plan.Protocol {
 	out, _ := ProtocolFromAPI(p)
 	return out
 }

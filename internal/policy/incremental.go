@@ -7,6 +7,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // Compiler keeps the plan of one node current as the cluster changes, at a
@@ -41,7 +42,7 @@ type Compiler struct {
 		nodes                      bool
 	}
 	baseSets int // sets held after the last full compile
-	last     *Plan
+	last     *plan.Plan
 	stats    UpdateStats
 }
 
@@ -186,7 +187,7 @@ func (c *Compiler) LastUpdate() UpdateStats { return c.stats }
 // Plan returns the node's plan for the objects as they are now. Profiles
 // and address sets nothing changed are the same values as in the previous
 // plan, which lets the dataplane skip them.
-func (c *Compiler) Plan() *Plan {
+func (c *Compiler) Plan() *plan.Plan {
 	c.stats = UpdateStats{Pods: len(c.dirty.pods), Namespaces: len(c.dirty.namespaces),
 		Policies: len(c.dirty.policies), Nodes: c.dirty.nodes}
 	switch {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
 )
 
@@ -71,7 +72,7 @@ func sorted(s *cluster.Snapshot) *cluster.Snapshot {
 	return s
 }
 
-func planDiff(got, want *Plan) string {
+func planDiff(got, want *plan.Plan) string {
 	g, w := planLines(got), planLines(want)
 	var out []string
 	for _, l := range g {
@@ -90,7 +91,7 @@ func planDiff(got, want *Plan) string {
 	return strings.Join(out, "\n")
 }
 
-func planLines(pl *Plan) []string {
+func planLines(pl *plan.Plan) []string {
 	var out []string
 	for _, p := range pl.Pods {
 		out = append(out, fmt.Sprintf("pod %s %v in=%s eg=%s", p.Key(), p.IPs, p.Ingress, p.Egress))

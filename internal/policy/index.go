@@ -11,6 +11,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // compiler holds the indexes and memos of a compile. Compile uses one for a
@@ -30,7 +31,7 @@ type compiler struct {
 	// first pod of a key wins.
 	locals   map[string]*cluster.Pod
 	policies []*networkingv1.NetworkPolicy // sorted by namespace and name
-	problems []Problem
+	problems []plan.Problem
 
 	nodeAddrs, podCIDRs addrset.Set
 
@@ -158,26 +159,26 @@ func policyNamespace(np *networkingv1.NetworkPolicy) string {
 // allAddrs is the set of every address, for rules without peers.
 func (c *compiler) allAddrs() setID {
 	if c.all == emptySet {
-		c.all = c.sets.intern(spansOf(addrset.All()))
+		c.all = c.sets.intern(addrset.SpansOf(addrset.All()))
 	}
 	return c.all
 }
 
 func (c *compiler) problem(policy string, path *field.Path, msg string) {
-	c.problems = append(c.problems, Problem{Policy: policy, Field: path.String(), Message: msg})
+	c.problems = append(c.problems, plan.Problem{Policy: policy, Field: path.String(), Message: msg})
 }
 
 // portName is a named port as a policy uses it: the name and the protocol
 // the policy port gives (TCP by default).
 type portName struct {
 	name  string
-	proto Protocol
+	proto plan.Protocol
 }
 
 // servingAddr is an address of an enforceable pod serving a named port on
 // one number.
 type servingAddr struct {
-	key  u128
+	key  addrset.Key
 	v4   bool
 	port uint16
 }
@@ -224,7 +225,7 @@ func (c *compiler) indexServing(names []portName) {
 						}
 						for _, ip := range p.IPs {
 							if ip.IsValid() {
-								lists[j] = append(lists[j], servingAddr{keyOf(ip), ip.Is4(), num})
+								lists[j] = append(lists[j], servingAddr{addrset.KeyOf(ip), ip.Is4(), num})
 							}
 						}
 					}

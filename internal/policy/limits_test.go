@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // limitCase is a cluster with objects at the API's limits, and the probes
@@ -22,7 +23,7 @@ type limitCase struct {
 
 type limitProbe struct {
 	from, to Endpoint
-	proto    Protocol
+	proto    plan.Protocol
 	port     uint16
 	want     bool
 }
@@ -52,7 +53,7 @@ func v4(node, i int) netip.Addr {
 }
 
 // manyPoliciesOnePod: n policies select pod "target"; policy i lets pods
-// labelled client=c<i%50> in on TCP port 1000+i.
+// labelled client=c<i%50> in on plan.TCP port 1000+i.
 func manyPoliciesOnePod(n int) limitCase {
 	s := &cluster.Snapshot{Nodes: []*cluster.Node{limitNode(1), limitNode(2)}}
 	target := limitPod("ns", "target", "node-1", "app=target", v4(1, 1))
@@ -70,14 +71,14 @@ func manyPoliciesOnePod(n int) limitCase {
 	lc := limitCase{name: fmt.Sprintf("%d policies selecting one pod", n), snap: s}
 	for k := 0; k < 50; k += 7 {
 		for i := 0; i < n; i += 13 {
-			lc.probes = append(lc.probes, limitProbe{Endpoint{clients[k], clients[k].IPs[0]}, Endpoint{target, target.IPs[0]}, TCP, uint16(1000 + i), i%50 == k})
+			lc.probes = append(lc.probes, limitProbe{Endpoint{clients[k], clients[k].IPs[0]}, Endpoint{target, target.IPs[0]}, plan.TCP, uint16(1000 + i), i%50 == k})
 		}
 	}
 	return lc
 }
 
 // hugePolicy: one policy whose one rule has nPorts ports (single odd ports,
-// ranges and UDP) and nPeers peers (single-address ipBlocks, blocks with
+// ranges and plan.UDP) and nPeers peers (single-address ipBlocks, blocks with
 // excepts, and pod selectors).
 func hugePolicy(nPorts, nPeers int) limitCase {
 	s := &cluster.Snapshot{Nodes: []*cluster.Node{limitNode(1), limitNode(2)}}
@@ -112,16 +113,16 @@ func hugePolicy(nPorts, nPeers int) limitCase {
 	to := Endpoint{target, target.IPs[0]}
 	outside := func(a string) Endpoint { return Endpoint{IP: netip.MustParseAddr(a)} }
 	lc.probes = []limitProbe{
-		{outside("172.16.0.3"), to, TCP, 1, true},
-		{outside("172.16.0.3"), to, TCP, 2, false},
-		{outside("172.16.0.3"), to, UDP, 5, true},
-		{outside("172.16.0.3"), to, TCP, 5, false},
-		{outside("172.16.0.4"), to, TCP, 1, false},
-		{outside("172.20.1.9"), to, TCP, 60050, true},
-		{outside("172.20.1.4"), to, TCP, 60050, false},    // the except of peer 1
-		{outside("172.27.204.200"), to, TCP, 60050, true}, // peer 1996's block
-		{Endpoint{member, member.IPs[0]}, to, TCP, 3, true},
-		{Endpoint{stranger, stranger.IPs[0]}, to, TCP, 3, false},
+		{outside("172.16.0.3"), to, plan.TCP, 1, true},
+		{outside("172.16.0.3"), to, plan.TCP, 2, false},
+		{outside("172.16.0.3"), to, plan.UDP, 5, true},
+		{outside("172.16.0.3"), to, plan.TCP, 5, false},
+		{outside("172.16.0.4"), to, plan.TCP, 1, false},
+		{outside("172.20.1.9"), to, plan.TCP, 60050, true},
+		{outside("172.20.1.4"), to, plan.TCP, 60050, false},    // the except of peer 1
+		{outside("172.27.204.200"), to, plan.TCP, 60050, true}, // peer 1996's block
+		{Endpoint{member, member.IPs[0]}, to, plan.TCP, 3, true},
+		{Endpoint{stranger, stranger.IPs[0]}, to, plan.TCP, 3, false},
 	}
 	return lc
 }
@@ -151,9 +152,9 @@ func longestNames() limitCase {
 		[]in{{From: peers{bothPeer(sel(key+"="+label('v')), sel(key+"="+label('c')))}, Ports: ports{named(tcp, port)}}}, nil))
 	to := Endpoint{target, target.IPs[0]}
 	return limitCase{name: "names and labels at their maximum length", snap: s, probes: []limitProbe{
-		{Endpoint{client, client.IPs[0]}, to, TCP, 8443, true},
-		{Endpoint{client, client.IPs[0]}, to, TCP, 80, false},
-		{Endpoint{other, other.IPs[0]}, to, TCP, 8443, false},
+		{Endpoint{client, client.IPs[0]}, to, plan.TCP, 8443, true},
+		{Endpoint{client, client.IPs[0]}, to, plan.TCP, 80, false},
+		{Endpoint{other, other.IPs[0]}, to, plan.TCP, 8443, false},
 	}}
 }
 
@@ -182,9 +183,9 @@ func manyAddresses(n int) limitCase {
 			continue
 		}
 		lc.probes = append(lc.probes,
-			limitProbe{Endpoint{peer, a}, Endpoint{target, b}, TCP, 80, true},
-			limitProbe{Endpoint{peer, a}, Endpoint{target, b}, TCP, 81, false},
-			limitProbe{Endpoint{other, other.IPs[i]}, Endpoint{target, b}, TCP, 80, false})
+			limitProbe{Endpoint{peer, a}, Endpoint{target, b}, plan.TCP, 80, true},
+			limitProbe{Endpoint{peer, a}, Endpoint{target, b}, plan.TCP, 81, false},
+			limitProbe{Endpoint{other, other.IPs[i]}, Endpoint{target, b}, plan.TCP, 80, false})
 	}
 	return lc
 }
@@ -234,7 +235,7 @@ func TestObjectsAtTheLimits(t *testing.T) {
 func BenchmarkObjectsAtTheLimits(b *testing.B) {
 	for _, lc := range limitCases() {
 		b.Run(strings.ReplaceAll(lc.name, " ", "_"), func(b *testing.B) {
-			var pl *Plan
+			var pl *plan.Plan
 			cpu := cpuTime()
 			for b.Loop() {
 				pl = Compile(lc.snap, "node-1", Options{})

@@ -1,6 +1,9 @@
 package policy
 
-import "github.com/kube-fence/kube-fence/internal/cluster"
+import (
+	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/cluster"
+)
 
 // namedKey names the egress resolution of one named port for one peer
 // (nil: every enforceable pod).
@@ -76,14 +79,14 @@ func (c *compiler) namedFor(p *peer, n portName) map[uint16]setID {
 }
 
 func (c *compiler) resolveNamed(p *peer, n portName) *namedMap {
-	perPort := map[uint16]*pointBuilder{}
+	perPort := map[uint16]*addrset.PointBuilder{}
 	add := func(num uint16, sa servingAddr) {
 		b := perPort[num]
 		if b == nil {
-			b = &pointBuilder{}
+			b = &addrset.PointBuilder{}
 			perPort[num] = b
 		}
-		b.addKey(sa.key, sa.v4)
+		b.AddKey(sa.key, sa.v4)
 	}
 	switch {
 	case p == nil:
@@ -95,7 +98,7 @@ func (c *compiler) resolveNamed(p *peer, n portName) *namedMap {
 		// distinct blocks with named ports, and sorting every serving
 		// address cost more than scanning them that often.
 		for _, sa := range c.servingAddrs(n) {
-			if p.addrs.contains(sa.key, sa.v4) {
+			if p.addrs.Contains(sa.key, sa.v4) {
 				add(sa.port, sa)
 			}
 		}
@@ -108,7 +111,7 @@ func (c *compiler) resolveNamed(p *peer, n portName) *namedMap {
 				}
 				for _, ip := range pod.IPs {
 					if ip.IsValid() {
-						add(num, servingAddr{key: keyOf(ip), v4: ip.Is4()})
+						add(num, servingAddr{key: addrset.KeyOf(ip), v4: ip.Is4()})
 					}
 				}
 			}
@@ -116,13 +119,13 @@ func (c *compiler) resolveNamed(p *peer, n portName) *namedMap {
 	}
 	nm := &namedMap{peer: p, name: n, nums: make(map[uint16]setID, len(perPort))}
 	for num, b := range perPort {
-		nm.addNum(c, num, b.build())
+		nm.addNum(c, num, b.Build())
 	}
 	return nm
 }
 
 // addNum gives the map a set for num.
-func (nm *namedMap) addNum(c *compiler, num uint16, s spans) setID {
+func (nm *namedMap) addNum(c *compiler, num uint16, s addrset.Spans) setID {
 	id := c.sets.leaf(s)
 	c.leaves[id] = leafDef{named: nm, num: num}
 	nm.nums[num] = id

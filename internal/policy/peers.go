@@ -16,9 +16,9 @@ import (
 // peer is a compiled NetworkPolicyPeer: either the pods its selectors pick,
 // or the addresses of its ipBlock.
 type peer struct {
-	id    setID // every address the peer stands for
-	block bool  // an ipBlock peer
-	addrs spans // an ipBlock peer's addresses
+	id    setID         // every address the peer stands for
+	block bool          // an ipBlock peer
+	addrs addrset.Spans // an ipBlock peer's addresses
 
 	// A selector peer: the enforceable pods it picks, and how it picks
 	// them, so a Compiler can decide again for one pod.
@@ -45,7 +45,7 @@ func (c *compiler) compilePeer(key, ns string, path *field.Path, p *networkingv1
 		if pr, ok := c.peers[memo]; ok {
 			return pr, true
 		}
-		sp := spansOf(set)
+		sp := addrset.SpansOf(set)
 		pr := &peer{addrs: sp, id: c.sets.intern(sp), block: true}
 		c.peers[memo] = pr
 		return pr, true
@@ -95,16 +95,16 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 		p.ns = ns
 		c.peersByNS[ns] = append(c.peersByNS[ns], p)
 	}
-	var b pointBuilder
-	b.grow(2 * len(p.pods))
+	var b addrset.PointBuilder
+	b.Grow(2 * len(p.pods))
 	for _, pod := range p.pods {
 		for _, ip := range pod.IPs {
 			if ip.IsValid() {
-				b.addAddr(ip)
+				b.AddAddr(ip)
 			}
 		}
 	}
-	p.id = c.sets.leaf(b.build())
+	p.id = c.sets.leaf(b.Build())
 	c.leaves[p.id] = leafDef{peer: p}
 	c.peers[memo] = p
 	return p, true

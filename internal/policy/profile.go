@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // resolution is how one pod resolves the named ports its ingress policies
@@ -75,37 +77,37 @@ func (r *resolution) canonical() string {
 // profileCanonical is the string a profile ID is derived from: the direction,
 // the policies and the named-port resolution, nothing about content, so peers
 // coming and going change a profile's sets but never its name.
-func profileCanonical(dir Direction, policies []string, resolution string) string {
+func profileCanonical(dir plan.Direction, policies []string, resolution string) string {
 	return dir.String() + "\x00" + strings.Join(policies, "\x00") + "\x00\x00" + resolution
 }
 
 // profileID is "i" or "e" and 12 hex digits of the SHA-256 of canonical: short
 // enough for nftables chain names, and 48 bits make a collision between the
 // few thousand profiles of a node negligible.
-func profileID(canonical string, dir Direction) ProfileID {
+func profileID(canonical string, dir plan.Direction) plan.ProfileID {
 	sum := sha256.Sum256([]byte(canonical))
 	prefix := "i"
-	if dir == Egress {
+	if dir == plan.Egress {
 		prefix = "e"
 	}
-	return ProfileID(prefix + hex.EncodeToString(sum[:6]))
+	return plan.ProfileID(prefix + hex.EncodeToString(sum[:6]))
 }
 
 // portEntry is the peers one rule allows on a port range, before the ranges
 // of all rules are partitioned.
 type portEntry struct {
-	proto       Protocol
+	proto       plan.Protocol
 	first, last uint16
 	peers       setID
 }
 
 // buildProfile unions the rules of the policies in one direction.
-func (c *compiler) buildProfile(dir Direction, pols []*compiledPolicy, res *resolution) *Profile {
+func (c *compiler) buildProfile(dir plan.Direction, pols []*compiledPolicy, res *resolution) *plan.Profile {
 	var anyIDs []setID
 	var entries []portEntry
 	for _, cp := range pols {
 		rules := cp.ingress
-		if dir == Egress {
+		if dir == plan.Egress {
 			rules = cp.egress
 		}
 		for _, r := range rules {
@@ -128,18 +130,18 @@ func (c *compiler) buildProfile(dir Direction, pols []*compiledPolicy, res *reso
 		}
 	}
 	anySet := c.sets.union(anyIDs)
-	return &Profile{Direction: dir, Any: c.sets.planSet(anySet), Ports: c.partition(entries, anySet)}
+	return &plan.Profile{Direction: dir, Any: c.sets.planSet(anySet), Ports: c.partition(entries, anySet)}
 }
 
 // appendEntries adds what one port of one rule allows. Numeric ports allow
 // the rule's peers; named ports resolve against the selected pod for ingress
 // and against each destination pod for egress.
-func (c *compiler) appendEntries(entries []portEntry, dir Direction, r *compiledRule, ps portSpec, res *resolution) []portEntry {
+func (c *compiler) appendEntries(entries []portEntry, dir plan.Direction, r *compiledRule, ps portSpec, res *resolution) []portEntry {
 	if ps.name == "" {
 		return append(entries, portEntry{ps.proto, ps.first, ps.last, r.peerSet})
 	}
 	n := portName{ps.name, ps.proto}
-	if dir == Ingress {
+	if dir == plan.Ingress {
 		for _, num := range res.numbers(n) {
 			entries = append(entries, portEntry{ps.proto, num, num, r.peerSet})
 		}
@@ -156,10 +158,10 @@ func (c *compiler) appendEntries(entries []portEntry, dir Direction, r *compiled
 // peers already allowed on every port. Classes left empty are dropped and
 // neighbours with equal peers merged, so the same decision always yields the
 // same classes.
-func (c *compiler) partition(entries []portEntry, anySet setID) []PortClass {
-	var out []PortClass
+func (c *compiler) partition(entries []portEntry, anySet setID) []plan.PortClass {
+	var out []plan.PortClass
 	var last setID
-	for _, proto := range []Protocol{TCP, UDP, SCTP} {
+	for _, proto := range []plan.Protocol{plan.TCP, plan.UDP, plan.SCTP} {
 		var cuts []int
 		for _, e := range entries {
 			if e.proto == proto {
@@ -177,15 +179,15 @@ func (c *compiler) partition(entries []portEntry, anySet setID) []PortClass {
 				}
 			}
 			peers := c.sets.subtract(c.sets.union(covering), anySet)
-			if c.sets.get(peers).isEmpty() {
+			if c.sets.get(peers).IsEmpty() {
 				continue
 			}
 			if n := len(out); n > 0 && out[n-1].Protocol == proto && int(out[n-1].Last)+1 == first &&
-				(last == peers || c.sets.get(last).equal(c.sets.get(peers))) {
+				(last == peers || c.sets.get(last).Equal(c.sets.get(peers))) {
 				out[n-1].Last = uint16(end)
 				continue
 			}
-			out = append(out, PortClass{Protocol: proto, First: uint16(first), Last: uint16(end), Peers: c.sets.planSet(peers)})
+			out = append(out, plan.PortClass{Protocol: proto, First: uint16(first), Last: uint16(end), Peers: c.sets.planSet(peers)})
 			last = peers
 		}
 	}

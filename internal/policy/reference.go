@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // This file is the reference evaluator: the oracle the tests (and the lab's
@@ -33,14 +34,14 @@ type Endpoint struct {
 // ingress) must both allow it. Traffic between a pod and an address of its
 // own node is always allowed, and so is a pod talking to itself: that
 // traffic never leaves the pod's network namespace. Explain says why.
-func Allowed(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) bool {
+func Allowed(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) bool {
 	return Explain(s, from, to, proto, port).Allowed
 }
 
 // refSide judges one side of a connection: the egress of from's pod or the
 // ingress of to's pod (self is that pod's endpoint, other the far end),
 // walking every policy and rule and keeping the attribution.
-func refSide(s *cluster.Snapshot, dir networkingv1.PolicyType, self, other, dst Endpoint, proto Protocol, port uint16) SideVerdict {
+func refSide(s *cluster.Snapshot, dir networkingv1.PolicyType, self, other, dst Endpoint, proto plan.Protocol, port uint16) SideVerdict {
 	switch {
 	case !refTakesPart(self.Pod):
 		return SideVerdict{Allowed: true, Reason: ReasonOutsidePolicy}
@@ -102,7 +103,7 @@ func refRules(np *networkingv1.NetworkPolicy, dir networkingv1.PolicyType) ([][]
 // a denial can say which one missed. Named ports are looked up on the
 // destination pod of the connection, whichever side the policy selects.
 func refRuleMatches(s *cluster.Snapshot, np *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer,
-	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto Protocol, port uint16) (peerOK, portOK bool) {
+	ports []networkingv1.NetworkPolicyPort, other Endpoint, dst *cluster.Pod, proto plan.Protocol, port uint16) (peerOK, portOK bool) {
 	peerOK = len(peers) == 0
 	for _, p := range peers {
 		peerOK = peerOK || refPeerMatches(s, np, p, other)
@@ -237,7 +238,7 @@ func refInIPBlock(b *networkingv1.IPBlock, ip netip.Addr) bool {
 
 // refPortMatches checks one NetworkPolicyPort; an entry the API server
 // would refuse matches nothing.
-func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto Protocol, port uint16) bool {
+func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto plan.Protocol, port uint16) bool {
 	want := "TCP"
 	if p.Protocol != nil {
 		want = string(*p.Protocol)
@@ -275,7 +276,7 @@ func refPortMatches(p networkingv1.NetworkPolicyPort, dst *cluster.Pod, proto Pr
 	return false
 }
 
-func refProtocolNumber(name string) Protocol {
+func refProtocolNumber(name string) plan.Protocol {
 	switch name {
 	case "TCP":
 		return 6

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // This file extends the reference evaluator with the tiers of the
@@ -88,7 +89,7 @@ type Verdict struct {
 // (so traffic between a pod and its own node stays allowed there). The
 // ClusterNetworkPolicy tiers have no such exception: nodes and networks
 // peers match node addresses like any other.
-func Decide(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16) Verdict {
+func Decide(s *cluster.Snapshot, from, to Endpoint, proto plan.Protocol, port uint16) Verdict {
 	if from.Pod != nil && from.Pod == to.Pod {
 		self := Decision{Allowed: true, By: BySelf}
 		return Verdict{Allowed: true, Egress: self, Ingress: self}
@@ -98,7 +99,7 @@ func Decide(s *cluster.Snapshot, from, to Endpoint, proto Protocol, port uint16)
 	return Verdict{Allowed: eg.Allowed && in.Allowed, Egress: eg, Ingress: in}
 }
 
-func refDecideDirection(s *cluster.Snapshot, egress bool, from, to Endpoint, proto Protocol, port uint16) Decision {
+func refDecideDirection(s *cluster.Snapshot, egress bool, from, to Endpoint, proto plan.Protocol, port uint16) Decision {
 	subject, peer := to.Pod, from
 	if egress {
 		subject, peer = from.Pod, to
@@ -152,7 +153,7 @@ func refNetworkPolicyIsolates(s *cluster.Snapshot, pod *cluster.Pod, egress bool
 // priority then name, and each policy's rules of the direction in order, and
 // returns the first rule that matches the connection.
 func refTierFirstMatch(s *cluster.Snapshot, tier cluster.CNPTier, egress bool, subject *cluster.Pod, peer Endpoint,
-	dst *cluster.Pod, proto Protocol, port uint16) (CNPRuleRef, bool) {
+	dst *cluster.Pod, proto plan.Protocol, port uint16) (CNPRuleRef, bool) {
 	var pols []*cluster.ClusterNetworkPolicy
 	for _, p := range s.ClusterNetworkPolicies {
 		if p != nil && p.Tier == tier && refCNPSelectsSubject(s, p.Subject, subject) {
@@ -358,7 +359,7 @@ func refAddrIn(addrs []netip.Addr, ip netip.Addr) bool {
 // included); otherwise some entry must. A named port is looked up on the
 // destination pod: a container port of that name, whose own protocol and
 // number are the connection's.
-func refCNPProtocolsMatch(protocols []cluster.CNPProtocol, dst *cluster.Pod, proto Protocol, port uint16) bool {
+func refCNPProtocolsMatch(protocols []cluster.CNPProtocol, dst *cluster.Pod, proto plan.Protocol, port uint16) bool {
 	if len(protocols) == 0 {
 		return true
 	}

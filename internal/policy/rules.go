@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"github.com/kube-fence/kube-fence/internal/plan"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -16,7 +17,7 @@ type compiledPolicy struct {
 	object                          *networkingv1.NetworkPolicy
 	isolatesIngress, isolatesEgress bool
 	ingress, egress                 []*compiledRule
-	problems                        []Problem // the parts that could not be compiled
+	problems                        []plan.Problem // the parts that could not be compiled
 }
 
 // compiledRule is one ingress or egress rule. A rule allows traffic when the
@@ -37,7 +38,7 @@ type compiledRule struct {
 // portSpec is a compiled NetworkPolicyPort: a numeric range, or a name
 // resolved later against the destination pod.
 type portSpec struct {
-	proto       Protocol
+	proto       plan.Protocol
 	first, last uint16
 	name        string
 }
@@ -115,7 +116,7 @@ func (c *compiler) compileRule(key, ns string, path, peersPath *field.Path,
 // compilePort checks one NetworkPolicyPort as the API server would and
 // returns what it allows. An entry that fails is reported and dropped.
 func (c *compiler) compilePort(key string, path *field.Path, p *networkingv1.NetworkPolicyPort) (portSpec, bool) {
-	ps := portSpec{proto: TCP}
+	ps := portSpec{proto: plan.TCP}
 	if p.Protocol != nil {
 		// An explicit empty protocol is not the default: the API server
 		// defaults a missing protocol and refuses an empty one.

@@ -43,7 +43,7 @@ const (
 )
 
 type setNode struct {
-	sp    spans
+	sp    addrset.Spans
 	op    setOp
 	args  []setID
 	users []setID // nodes computed from this one
@@ -66,15 +66,15 @@ func newSetStore() *setStore {
 }
 
 // intern adds a set that never changes (an ipBlock, every address).
-func (st *setStore) intern(s spans) setID {
-	if s.isEmpty() {
+func (st *setStore) intern(s addrset.Spans) setID {
+	if s.IsEmpty() {
 		return emptySet
 	}
 	return st.add(setNode{sp: s})
 }
 
 // leaf adds a set that patch may change later, even when it starts empty.
-func (st *setStore) leaf(s spans) setID { return st.add(setNode{sp: s}) }
+func (st *setStore) leaf(s addrset.Spans) setID { return st.add(setNode{sp: s}) }
 
 func (st *setStore) add(n setNode) setID {
 	n.ver = st.gen
@@ -86,7 +86,7 @@ func (st *setStore) add(n setNode) setID {
 	return id
 }
 
-func (st *setStore) get(id setID) spans { return st.nodes[id].sp }
+func (st *setStore) get(id setID) addrset.Spans { return st.nodes[id].sp }
 
 // size is the number of sets held, a measure of what incremental updates
 // have left behind.
@@ -97,7 +97,7 @@ func (st *setStore) size() int { return len(st.nodes) }
 func (st *setStore) planSet(id setID) addrset.Set {
 	n := &st.nodes[id]
 	if !n.planned || n.planVer != n.ver {
-		n.plan, n.planVer, n.planned = n.sp.toSet(), n.ver, true
+		n.plan, n.planVer, n.planned = n.sp.Set(), n.ver, true
 	}
 	return n.plan
 }
@@ -123,11 +123,11 @@ func (st *setStore) union(ids []setID) setID {
 	if id, ok := st.unions[string(st.key)]; ok {
 		return id
 	}
-	sets := make([]spans, len(ids))
+	sets := make([]addrset.Spans, len(ids))
 	for i, id := range ids {
 		sets[i] = st.nodes[id].sp
 	}
-	out := st.add(setNode{sp: unionSpans(sets), op: opUnion, args: ids})
+	out := st.add(setNode{sp: addrset.UnionSpans(sets), op: opUnion, args: ids})
 	st.unions[string(st.key)] = out
 	return out
 }
@@ -144,18 +144,18 @@ func (st *setStore) subtract(a, b setID) setID {
 	if id, ok := st.minus[k]; ok {
 		return id
 	}
-	out := st.add(setNode{sp: subtractSpans(st.nodes[a].sp, st.nodes[b].sp), op: opMinus, args: []setID{a, b}})
+	out := st.add(setNode{sp: addrset.SubtractSpans(st.nodes[a].sp, st.nodes[b].sp), op: opMinus, args: []setID{a, b}})
 	st.minus[k] = out
 	return out
 }
 
 // point is one address whose membership an update re-decides.
 type point struct {
-	key u128
+	key addrset.Key
 	v4  bool
 }
 
-func pointOf(a netip.Addr) point { return point{keyOf(a), a.Is4()} }
+func pointOf(a netip.Addr) point { return point{addrset.KeyOf(a), a.Is4()} }
 
 func comparePoints(a, b point) int {
 	if a.v4 != b.v4 {
@@ -164,7 +164,7 @@ func comparePoints(a, b point) int {
 		}
 		return 1
 	}
-	return a.key.compare(b.key)
+	return a.key.Compare(b.key)
 }
 
 // update re-decides the membership of the given points: first in the
@@ -196,7 +196,7 @@ func (st *setStore) update(leaves map[setID][]point, member func(setID, point) b
 		case opUnion:
 			in = func(p point) bool {
 				for _, a := range n.args {
-					if st.nodes[a].sp.contains(p.key, p.v4) {
+					if st.nodes[a].sp.Contains(p.key, p.v4) {
 						return true
 					}
 				}
@@ -204,7 +204,7 @@ func (st *setStore) update(leaves map[setID][]point, member func(setID, point) b
 			}
 		case opMinus:
 			a, b := &st.nodes[n.args[0]], &st.nodes[n.args[1]]
-			in = func(p point) bool { return a.sp.contains(p.key, p.v4) && !b.sp.contains(p.key, p.v4) }
+			in = func(p point) bool { return a.sp.Contains(p.key, p.v4) && !b.sp.Contains(p.key, p.v4) }
 		default:
 			continue
 		}
@@ -218,31 +218,31 @@ func (st *setStore) update(leaves map[setID][]point, member func(setID, point) b
 // the points that changed.
 func (st *setStore) decide(id setID, pts []point, in func(point) bool) []point {
 	n := &st.nodes[id]
-	var add, del pointBuilder
+	var add, del addrset.PointBuilder
 	var changed []point
 	for _, p := range pts {
 		want := in(p)
-		if want == n.sp.contains(p.key, p.v4) {
+		if want == n.sp.Contains(p.key, p.v4) {
 			continue
 		}
 		changed = append(changed, p)
 		if want {
-			add.addKey(p.key, p.v4)
+			add.AddKey(p.key, p.v4)
 		} else {
-			del.addKey(p.key, p.v4)
+			del.AddKey(p.key, p.v4)
 		}
 	}
 	if len(changed) == 0 {
 		return nil
 	}
 	sp := n.sp
-	if a := add.build(); !a.isEmpty() {
-		sp = unionSpans([]spans{sp, a})
+	if a := add.Build(); !a.IsEmpty() {
+		sp = addrset.UnionSpans([]addrset.Spans{sp, a})
 	}
-	if d := del.build(); !d.isEmpty() {
-		sp = subtractSpans(sp, d)
+	if d := del.Build(); !d.IsEmpty() {
+		sp = addrset.SubtractSpans(sp, d)
 	}
-	n.sp = spans{clipOrNil(sp.v4), clipOrNil(sp.v6)}
+	n.sp = sp.Clip()
 	n.ver = st.gen
 	return changed
 }

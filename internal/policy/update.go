@@ -6,6 +6,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/cluster"
 )
 
@@ -37,7 +38,7 @@ func (t touched) add(id setID, pods ...*cluster.Pod) {
 func (c *compiler) member(id setID, pt point) bool {
 	d, ok := c.leaves[id]
 	if !ok {
-		return c.sets.get(id).contains(pt.key, pt.v4) // not a leaf that changes
+		return c.sets.get(id).Contains(pt.key, pt.v4) // not a leaf that changes
 	}
 	for _, pod := range c.addrPods[pt] {
 		if d.named == nil {
@@ -59,7 +60,7 @@ func (c *compiler) inScope(p *peer, pod *cluster.Pod, pt point) bool {
 	case p == nil:
 		return true
 	case p.block:
-		return p.addrs.contains(pt.key, pt.v4)
+		return p.addrs.Contains(pt.key, pt.v4)
 	}
 	return c.selects(p, pod)
 }
@@ -200,7 +201,7 @@ func (c *compiler) namedPods(nm *namedMap, t touched, all bool, pods ...*cluster
 			}
 			id, ok := nm.nums[d.port]
 			if !ok {
-				id = nm.addNum(c, d.port, spans{})
+				id = nm.addNum(c, d.port, addrset.Spans{})
 			}
 			t.add(id, pods...)
 		}

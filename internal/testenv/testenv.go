@@ -3,6 +3,8 @@
 package testenv
 
 import (
+	"github.com/kube-fence/kube-fence/internal/netns"
+
 	"os"
 	"os/exec"
 	"testing"
@@ -26,4 +28,21 @@ func RequireBinary(t testing.TB, name, debianPackage string) string {
 		t.Fatalf("this test needs %s on PATH (Debian package %s; .ci/run installs it): %v", name, debianPackage, err)
 	}
 	return p
+}
+
+// NetNS returns a throwaway network namespace for the test, removed when the
+// test ends, whether it passed or not. It fails the test without root.
+func NetNS(t testing.TB) *netns.NS {
+	t.Helper()
+	RequireRoot(t)
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("create a network namespace for the test: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Close(); err != nil {
+			t.Errorf("remove the test's network namespace: %v", err)
+		}
+	})
+	return ns
 }

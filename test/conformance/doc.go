@@ -1,7 +1,7 @@
 // Package conformance is the NetworkPolicy conformance suite of kube-fence,
-// run with real packets in the lab (internal/lab) through the real pipeline
-// (lab.KernelEnforcer: compile, render, netlink sync into each node's
-// namespace):
+// run with real packets in the lab (internal/lab) through the agent's own
+// pipeline (lab.KernelEnforcer: each step's object changes handed to an
+// enforce.Pipeline per node, in the node's namespace):
 //
 //   - TestUpstream: the 48 connectivity cases of the Kubernetes e2e Netpol
 //     suite, plus kube-fence's extra change cases, on one node and on two,

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,7 +37,7 @@ type env struct {
 	lab    *lab.Lab
 	node   *netns.NS
 	cp     *framework.ControlPlane
-	reader *nft.Conn // reads the node's table; never writes
+	reader *kernel.Conn // reads the node's table; never writes
 	agent  *framework.Agent
 	base   framework.AgentOptions // the DaemonSet's arguments and confinement
 }
@@ -116,7 +118,7 @@ func newEnv(t *testing.T) *env {
 	})
 	c := &env{t: t, root: t, lab: l, node: l.Node(nodeName).NS()}
 	c.cp = framework.StartWithOptions(t, framework.Options{NS: c.node})
-	if c.reader, err = nft.Open(nft.Options{NetNSFD: c.node.FD(), Ownership: nft.OwnershipOff}); err != nil {
+	if c.reader, err = kernel.Open(kernel.Options{NetNSFD: c.node.FD(), Ownership: kernel.OwnershipOff}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.reader.Close() })

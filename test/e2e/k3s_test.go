@@ -26,11 +26,7 @@ const cleanupScript = "deploy/k3s/remove-kube-router-leftovers.sh"
 func TestK3sLeftoverCleanup(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "ipset", "ipset")
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testenv.NetNS(t)
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := ns.Command(args[0], args[1:]...)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -296,7 +298,7 @@ func changesPlan(c *policy.Compiler, p *cluster.Pod) bool {
 
 func readTable(t *testing.T, cp *framework.ControlPlane) *nft.Table {
 	t.Helper()
-	c, err := nft.Open(nft.Options{NetNSFD: cp.NS.FD(), Ownership: nft.OwnershipOff})
+	c, err := kernel.Open(kernel.Options{NetNSFD: cp.NS.FD(), Ownership: kernel.OwnershipOff})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,29 +57,29 @@ func FabricAddrs(i int) []netip.Prefix {
 	}
 }
 
-// Snapshot converts the scenario into a complete cluster snapshot (see
-// Normalize). Every call returns new values.
-func (s *Scenario) Snapshot() (*cluster.Snapshot, error) {
+// Objects converts the scenario's objects into snapshot values as they are,
+// as the agent sees them through the API server: node addresses from
+// status.addresses, pods without addresses left without. Every call returns
+// new values; every unusable field is reported.
+func (s *Scenario) Objects() (*cluster.Snapshot, error) {
 	snap := &cluster.Snapshot{}
-	families := map[string][]corev1.IPFamily{}
+	var problems []string
 	for _, ns := range s.Namespaces {
 		snap.Namespaces = append(snap.Namespaces, cluster.NamespaceFromAPI(ns))
 	}
 	for _, n := range s.Nodes {
 		node, err := cluster.NodeFromAPI(n)
 		if err != nil {
-			return nil, &InvalidError{Problems: []string{err.Error()}}
+			problems = append(problems, err.Error())
+			continue
 		}
-		node.Addresses = nil // the lab's own addresses replace them
 		snap.Nodes = append(snap.Nodes, node)
 	}
 	for _, p := range s.Pods {
 		pod, err := cluster.PodFromAPI(p)
 		if err != nil {
-			return nil, &InvalidError{Problems: []string{err.Error()}}
-		}
-		if v, ok := p.Annotations[FamiliesAnnotation]; ok {
-			families[pod.Key()], _ = parseFamilies(v) // validated by Parse
+			problems = append(problems, err.Error())
+			continue
 		}
 		snap.Pods = append(snap.Pods, pod)
 	}
@@ -87,6 +87,29 @@ func (s *Scenario) Snapshot() (*cluster.Snapshot, error) {
 		snap.Policies = append(snap.Policies, np.DeepCopy())
 	}
 	snap.ClusterNetworkPolicies = clusterPoliciesSnapshot(s.ClusterNetworkPolicies)
+	if len(problems) > 0 {
+		return nil, &InvalidError{Problems: problems}
+	}
+	return snap, nil
+}
+
+// Snapshot converts the scenario into the complete cluster snapshot the lab
+// builds (Objects, then Normalize with the lab's addresses). Every call
+// returns new values.
+func (s *Scenario) Snapshot() (*cluster.Snapshot, error) {
+	snap, err := s.Objects()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range snap.Nodes {
+		n.Addresses = nil // the lab's own addresses replace them
+	}
+	families := map[string][]corev1.IPFamily{}
+	for i, p := range s.Pods { // snap.Pods[i] is p converted
+		if v, ok := p.Annotations[FamiliesAnnotation]; ok {
+			families[snap.Pods[i].Key()], _ = parseFamilies(v) // validated by Parse
+		}
+	}
 	if err := normalize(snap, families); err != nil {
 		return nil, err
 	}

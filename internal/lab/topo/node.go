@@ -112,62 +112,70 @@ func setSysctls(ns *netns.NS, list []sysctl) error {
 	return nil
 }
 
-func newNode(layout Layout, spec NodeSpec) (n *Node, err error) {
+func newNode(layout Layout, spec NodeSpec) (*Node, error) {
 	ns, err := netns.New()
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{spec: spec, ns: ns}
-	defer func() {
-		if err != nil {
-			n.close()
-		}
-	}()
-	if err := setSysctls(ns, nodeSysctls(layout)); err != nil {
+	n := &Node{spec: spec, ns: ns}
+	if err := n.setup(layout); err != nil {
+		n.close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// writeSysctls sets a node's sysctls; tests replace it to fail node setup.
+var writeSysctls = setSysctls
+
+func (n *Node) setup(layout Layout) error {
+	spec := n.spec
+	if err := writeSysctls(n.ns, nodeSysctls(layout)); err != nil {
 		if strings.Contains(err.Error(), "bridge-nf-call") {
 			err = fmt.Errorf("%w (the bridge layout needs br_netfilter: modprobe br_netfilter, or use the routed layout)", err)
 		}
-		return nil, err
+		return err
 	}
-	if n.nl, err = ns.Netlink(); err != nil {
-		return nil, err
+	var err error
+	if n.nl, err = n.ns.Netlink(); err != nil {
+		return err
 	}
 	if layout == Routed {
 		lo, err := n.nl.LinkByName("lo")
 		if err != nil {
-			return nil, fmt.Errorf("find lo: %w", err)
+			return fmt.Errorf("find lo: %w", err)
 		}
 		for _, g := range spec.Gateways {
 			if err := addAddr(n.nl, lo, netip.PrefixFrom(g, g.BitLen())); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		return n, nil
+		return nil
 	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName}}
 	if err := n.nl.LinkAdd(br); err != nil {
-		return nil, fmt.Errorf("add bridge %s: %w", BridgeName, err)
+		return fmt.Errorf("add bridge %s: %w", BridgeName, err)
 	}
 	// A bridge whose address nobody set takes the lowest MAC of its ports,
 	// so a new pod's veth could change the gateway's MAC under the running
 	// pods, whose IPv6 neighbour entries then point at a MAC no longer
 	// there. An address set by hand is kept whatever ports come and go.
 	if err := n.nl.LinkSetHardwareAddr(br, bridgeMAC(spec.Name)); err != nil {
-		return nil, fmt.Errorf("set the address of %s: %w", BridgeName, err)
+		return fmt.Errorf("set the address of %s: %w", BridgeName, err)
 	}
 	for _, g := range spec.Gateways {
 		c, ok := n.inPodCIDR(g)
 		if !ok {
-			return nil, fmt.Errorf("gateway %s is in none of the pod CIDRs %v", g, spec.PodCIDRs)
+			return fmt.Errorf("gateway %s is in none of the pod CIDRs %v", g, spec.PodCIDRs)
 		}
 		if err := addAddr(n.nl, br, netip.PrefixFrom(g, c.Bits())); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := n.nl.LinkSetUp(br); err != nil {
-		return nil, fmt.Errorf("bring up %s: %w", BridgeName, err)
+		return fmt.Errorf("bring up %s: %w", BridgeName, err)
 	}
-	return n, nil
+	return nil
 }
 
 // buildFabric joins the nodes: a namespace with a plain bridge, one veth per

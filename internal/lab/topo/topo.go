@@ -70,30 +70,31 @@ type Topology struct {
 // New builds the nodes: their namespaces, bridge or gateway addresses,
 // forwarding and br_netfilter sysctls, and with several nodes the fabric
 // that joins them and the routes to each other's pod CIDRs.
-func New(layout Layout, nodes []NodeSpec) (t *Topology, err error) {
+func New(layout Layout, nodes []NodeSpec) (*Topology, error) {
 	if layout != Bridge && layout != Routed {
 		return nil, fmt.Errorf("layout %q: want %q or %q", layout, Bridge, Routed)
 	}
-	t = &Topology{layout: layout, pods: map[string]*Pod{}}
-	defer func() {
-		if err != nil {
-			t.Close()
-		}
-	}()
+	t := &Topology{layout: layout, pods: map[string]*Pod{}}
+	if err := t.build(nodes); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Topology) build(nodes []NodeSpec) error {
 	for _, spec := range nodes {
-		n, err := newNode(layout, spec)
+		n, err := newNode(t.layout, spec)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: %w", spec.Name, err)
+			return fmt.Errorf("node %s: %w", spec.Name, err)
 		}
 		t.nodes = append(t.nodes, n)
 		t.unready = append(t.unready, n.ns)
 	}
 	if len(nodes) > 1 {
-		if err := t.buildFabric(); err != nil {
-			return nil, err
-		}
+		return t.buildFabric()
 	}
-	return t, nil
+	return nil
 }
 
 // Layout returns how pods are wired.

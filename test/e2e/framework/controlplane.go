@@ -253,10 +253,6 @@ func (cp *ControlPlane) StopAPIServer(t testing.TB) {
 	cp.apiserver = nil
 }
 
-// APIServerRunning reports whether kube-apiserver has been started and not
-// stopped.
-func (cp *ControlPlane) APIServerRunning() bool { return cp.apiserver != nil }
-
 // shutdown stops the API server before etcd, so it does not spend the stop
 // retrying a vanished etcd, and shows the logs when the test failed.
 func (cp *ControlPlane) shutdown(t testing.TB) {

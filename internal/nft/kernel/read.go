@@ -1,4 +1,4 @@
-package nft
+package kernel
 
 import (
 	"bytes"
@@ -8,7 +8,8 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/google/nftables"
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -52,7 +53,7 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 	// No ack flag: the kernel answers a get with the object or an error,
 	// and an extra ack would be left in the socket for the next request.
 	req, err := request(unix.NFT_MSG_GETTABLE, 0,
-		netlink.Attribute{Type: unix.NFTA_TABLE_NAME, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_TABLE_NAME, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get table inet %s: %w", TableName, err)
+		return nil, fmt.Errorf("get table inet %s: %w", nft.TableName, err)
 	}
 	info := &tableInfo{}
 	for _, m := range msgs {
@@ -83,23 +84,23 @@ func readTableInfo(sock *netlink.Conn) (*tableInfo, error) {
 }
 
 // readSets returns every set of the table, with its elements if elems.
-func readSets(sock *netlink.Conn, elems bool) (map[string]*Set, error) {
+func readSets(sock *netlink.Conn, elems bool) (map[string]*nft.Set, error) {
 	req, err := request(unix.NFT_MSG_GETSET, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_SET_TABLE, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
 	msgs, err := sock.Execute(req)
 	if err != nil {
-		return nil, fmt.Errorf("list sets of table inet %s: %w", TableName, err)
+		return nil, fmt.Errorf("list sets of table inet %s: %w", nft.TableName, err)
 	}
-	sets := map[string]*Set{}
+	sets := map[string]*nft.Set{}
 	for _, m := range msgs {
 		name, typ, err := decodeSetHeader(m)
 		if err != nil {
 			return nil, err
 		}
-		s := &Set{Name: name, Type: typ}
+		s := &nft.Set{Name: name, Type: typ}
 		if elems {
 			if s.Elems, err = readElems(sock, name, typ); err != nil {
 				return nil, err
@@ -112,7 +113,7 @@ func readSets(sock *netlink.Conn, elems bool) (map[string]*Set, error) {
 
 // decodeSetHeader classifies a set into one of the shapes kube-fence uses;
 // any other shape (a set someone replaced) gets type 0 and so never matches.
-func decodeSetHeader(m netlink.Message) (string, SetType, error) {
+func decodeSetHeader(m netlink.Message) (string, nft.SetType, error) {
 	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 	if err != nil {
 		return "", 0, err
@@ -142,15 +143,15 @@ func decodeSetHeader(m netlink.Message) (string, SetType, error) {
 	verdictMap := isMap && dataType == unix.NFT_DATA_VERDICT
 	switch {
 	case !isMap && interval && keyLen == 4 && keyType == typeIPv4Addr:
-		return name, Addr4, nil
+		return name, nft.Addr4, nil
 	case !isMap && interval && keyLen == 16 && keyType == typeIPv6Addr:
-		return name, Addr6, nil
+		return name, nft.Addr6, nil
 	case verdictMap && !interval && keyLen == 4 && keyType == typeIPv4Addr:
-		return name, PodMap4, nil
+		return name, nft.PodMap4, nil
 	case verdictMap && !interval && keyLen == 16 && keyType == typeIPv6Addr:
-		return name, PodMap6, nil
+		return name, nft.PodMap6, nil
 	case verdictMap && interval && keyLen == 8 && keyType == typeProtoPort:
-		return name, PortMap, nil
+		return name, nft.PortMap, nil
 	}
 	return name, 0, nil
 }
@@ -170,13 +171,13 @@ const (
 type kernelElem struct {
 	key, keyEnd []byte
 	end         bool // NFT_SET_ELEM_INTERVAL_END
-	verdict     *Verdict
+	verdict     *nft.Verdict
 	comment     string
 }
 
-func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
+func readElems(sock *netlink.Conn, set string, typ nft.SetType) ([]nft.Elem, error) {
 	req, err := request(unix.NFT_MSG_GETSETELEM, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstring(TableName)},
+		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstring(nft.TableName)},
 		netlink.Attribute{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: cstring(set)})
 	if err != nil {
 		return nil, err
@@ -185,32 +186,9 @@ func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list elements of set %s: %w", set, err)
 	}
-	// Count first: a set holds up to tens of thousands of elements, and
-	// growing the list by doubling cost more than the extra pass.
-	count := 0
-	for _, m := range msgs {
-		if len(m.Data) >= 4 {
-			_ = walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-				if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-					_ = walkAttrs(p, func(uint16, []byte) { count++ })
-				}
-			})
-		}
-	}
-	kes := make([]kernelElem, 0, count)
-	var d elemDecoder
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		err := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				_ = d.list(p, func(ke kernelElem) { kes = append(kes, ke) })
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
-		}
+	kes, err := decodeElemReplies(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
 	}
 	return canonicalElems(typ, kes), nil
 }
@@ -219,10 +197,10 @@ func readElems(sock *netlink.Conn, set string, typ SetType) ([]Elem, error) {
 // interval sets the kernel returns start and end elements in any order; an
 // end without a start (nft adds one at address zero) carries nothing, and a
 // start without an end runs to the last address.
-func canonicalElems(typ SetType, kes []kernelElem) []Elem {
-	out := make([]Elem, 0, len(kes))
+func canonicalElems(typ nft.SetType, kes []kernelElem) []nft.Elem {
+	out := make([]nft.Elem, 0, len(kes))
 	switch typ {
-	case Addr4, Addr6:
+	case nft.Addr4, nft.Addr6:
 		order := func(a, b kernelElem) int {
 			if c := bytes.Compare(a.key, b.key); c != 0 {
 				return c
@@ -249,12 +227,12 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 				keys = appendAddr(keys, start)
 				mid := len(keys)
 				keys = appendAddr(keys, last)
-				out = append(out, Elem{Key: keys[at:mid:mid], KeyEnd: keys[mid:len(keys):len(keys)]})
+				out = append(out, nft.Elem{Key: keys[at:mid:mid], KeyEnd: keys[mid:len(keys):len(keys)]})
 			}
 			open = false
 		}
 		for _, ke := range kes {
-			a := addrFromKey(ke.key)
+			a := nft.AddrFromKey(ke.key)
 			if !a.IsValid() {
 				continue // a key of the wrong length: not ours, the diff will show it
 			}
@@ -271,11 +249,18 @@ func canonicalElems(typ SetType, kes []kernelElem) []Elem {
 		return out
 	default:
 		for _, ke := range kes {
-			out = append(out, Elem{Key: ke.key, KeyEnd: ke.keyEnd, Verdict: ke.verdict, Comment: ke.comment})
+			out = append(out, nft.Elem{Key: ke.key, KeyEnd: ke.keyEnd, Verdict: ke.verdict, Comment: ke.comment})
 		}
 	}
-	SortElems(out)
-	return out
+	nft.SortElems(out)
+	// A set holds one element per key, yet a dump can return one twice:
+	// it resumes by position, and the kernel may resize a hash set between
+	// the parts of a dump. Seen in the lab right after the transaction that
+	// filled a pod map; the duplicate read as an unexpected element, which
+	// a repair would have deleted.
+	return slices.CompactFunc(out, func(a, b nft.Elem) bool {
+		return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.KeyEnd, b.KeyEnd)
+	})
 }
 
 // appendAddr appends a's bytes: 4 for IPv4, 16 for IPv6.
@@ -308,17 +293,27 @@ func maxAddr(v4 bool) netip.Addr {
 
 func exprVerdictKind(code int32) expr.VerdictKind { return expr.VerdictKind(code) }
 
-// readChains returns the table's chains with their rules: chain headers
-// through google/nftables, all rules of the table in one dump of our own.
-func readChains(c *nftables.Conn, sock *netlink.Conn) (map[string]*Chain, error) {
-	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+// readChains returns the table's chains with their rules: one dump of the
+// chain headers and one of all the table's rules, both decoded by us
+// (decodeChain, nlrules).
+func readChains(sock *netlink.Conn) (map[string]*nft.Chain, error) {
+	req, err := request(unix.NFT_MSG_GETCHAIN, netlink.Dump,
+		netlink.Attribute{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(nft.TableName)})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sock.Execute(req)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
-	chains := map[string]*Chain{}
-	for _, nc := range all {
-		if nc.Table != nil && nc.Table.Name == TableName {
-			chains[nc.Name] = &Chain{Name: nc.Name, Hook: hookFromKernel(nc)}
+	chains := map[string]*nft.Chain{}
+	for _, m := range msgs {
+		ch, table, err := decodeChain(m)
+		if err != nil {
+			return nil, fmt.Errorf("decode chain: %w", err)
+		}
+		if table == nft.TableName {
+			chains[ch.Name] = ch
 		}
 	}
 	rules, err := readRules(sock)
@@ -333,31 +328,51 @@ func readChains(c *nftables.Conn, sock *netlink.Conn) (map[string]*Chain, error)
 	return chains, nil
 }
 
-func hookFromKernel(nc *nftables.Chain) *Hook {
-	if nc.Hooknum == nil {
-		return nil
+// decodeChain reads a chain header (without rules) and the name of its
+// table.
+func decodeChain(m netlink.Message) (ch *nft.Chain, table string, err error) {
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return nil, "", err
 	}
-	h := &Hook{Hook: "unknown", Policy: "accept"}
-	switch *nc.Hooknum {
-	case *nftables.ChainHookForward:
-		h.Hook = "forward"
-	case *nftables.ChainHookInput:
-		h.Hook = "input"
-	case *nftables.ChainHookOutput:
-		h.Hook = "output"
-	case *nftables.ChainHookPrerouting:
-		h.Hook = "prerouting"
-	case *nftables.ChainHookPostrouting:
-		h.Hook = "postrouting"
+	ad.ByteOrder = binary.BigEndian
+	ch = &nft.Chain{}
+	var typ string
+	policy := uint32(1) // NF_ACCEPT
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_CHAIN_TABLE:
+			table = ad.String()
+		case unix.NFTA_CHAIN_NAME:
+			ch.Name = ad.String()
+		case unix.NFTA_CHAIN_TYPE:
+			typ = ad.String()
+		case unix.NFTA_CHAIN_POLICY:
+			policy = ad.Uint32()
+		case unix.NFTA_CHAIN_HOOK:
+			ch.Hook = &nft.Hook{}
+			ad.Nested(func(h *netlink.AttributeDecoder) error {
+				h.ByteOrder = binary.BigEndian
+				for h.Next() {
+					switch h.Type() {
+					case unix.NFTA_HOOK_HOOKNUM:
+						ch.Hook.Hook = nft.HookPoint(h.Uint32())
+					case unix.NFTA_HOOK_PRIORITY:
+						ch.Hook.Priority = int32(h.Uint32())
+					}
+				}
+				return nil
+			})
+		}
 	}
-	if nc.Priority != nil {
-		h.Priority = int32(*nc.Priority)
+	if ch.Hook != nil {
+		ch.Hook.Policy = "accept"
+		if policy == 0 { // NF_DROP
+			ch.Hook.Policy = "drop"
+		}
+		if typ != "filter" {
+			ch.Hook.Type = typ
+		}
 	}
-	if nc.Policy != nil && *nc.Policy == nftables.ChainPolicyDrop {
-		h.Policy = "drop"
-	}
-	if nc.Type != nftables.ChainTypeFilter {
-		h.Hook += " (type " + string(nc.Type) + ")"
-	}
-	return h
+	return ch, table, ad.Err()
 }

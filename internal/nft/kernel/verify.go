@@ -1,11 +1,14 @@
-package nft
+package kernel
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -28,11 +31,11 @@ import (
 // returns the differences from want found there (only Differences are
 // filled). A delta that created the whole table or rebuilt it is verified
 // with a full read back.
-func (c *Conn) VerifyApplied(want *Table, d *Delta) (*Delta, error) {
+func (c *Conn) VerifyApplied(want *nft.Table, d *nft.Delta) (*nft.Delta, error) {
 	if d.Rebuild || len(d.AddSets) == len(want.Sets) && len(d.AddChains) == len(want.Chains) {
 		return c.Verify(want)
 	}
-	out := &Delta{AddElems: map[string][]Elem{}, DelElems: map[string][]Elem{}}
+	out := &nft.Delta{AddElems: map[string][]nft.Elem{}, DelElems: map[string][]nft.Elem{}}
 	for _, s := range d.AddSets {
 		if err := c.checkWholeSet(out, want.Sets[s.Name]); err != nil {
 			return nil, err
@@ -40,7 +43,7 @@ func (c *Conn) VerifyApplied(want *Table, d *Delta) (*Delta, error) {
 	}
 	for _, name := range touchedSets(d) {
 		w := want.Sets[name]
-		if w == nil || slices.ContainsFunc(d.AddSets, func(s *Set) bool { return s.Name == name }) {
+		if w == nil || slices.ContainsFunc(d.AddSets, func(s *nft.Set) bool { return s.Name == name }) {
 			continue
 		}
 		if err := c.checkElems(out, w, d.AddElems[name], d.DelElems[name]); err != nil {
@@ -56,53 +59,53 @@ func (c *Conn) VerifyApplied(want *Table, d *Delta) (*Delta, error) {
 		if _, _, found, err := c.getSetHeader(name); err != nil {
 			return nil, err
 		} else if found {
-			out.note("set %s: not wanted", name)
+			out.Notef("set %s: not wanted", name)
 		}
 	}
 	for _, name := range d.DelChains {
 		if _, found, err := c.getChain(name); err != nil {
 			return nil, err
 		} else if found {
-			out.note("chain %s: not wanted", name)
+			out.Notef("chain %s: not wanted", name)
 		}
 	}
 	return out, nil
 }
 
-func touchedSets(d *Delta) []string {
-	names := append(sortedKeys(d.AddElems), sortedKeys(d.DelElems)...)
+func touchedSets(d *nft.Delta) []string {
+	names := append(slices.Sorted(maps.Keys(d.AddElems)), slices.Sorted(maps.Keys(d.DelElems))...)
 	slices.Sort(names)
 	return slices.Compact(names)
 }
 
 // checkWholeSet reads one set back entirely.
-func (c *Conn) checkWholeSet(out *Delta, w *Set) error {
+func (c *Conn) checkWholeSet(out *nft.Delta, w *nft.Set) error {
 	typ, _, found, err := c.getSetHeader(w.Name)
 	if err != nil {
 		return err
 	}
 	if !found {
-		out.note("set %s: missing", w.Name)
+		out.Notef("set %s: missing", w.Name)
 		return nil
 	}
 	if typ != w.Type {
-		out.note("set %s: has type %s, want %s", w.Name, typeText(typ), typeText(w.Type))
+		out.Notef("set %s: has type %s, want %s", w.Name, typ, w.Type)
 		return nil
 	}
 	elems, err := readElems(c.read, w.Name, typ)
 	if err != nil {
 		return err
 	}
-	out.diffElems(w, &Set{Name: w.Name, Type: typ, Elems: elems})
+	out.DiffElems(w, &nft.Set{Name: w.Name, Type: typ, Elems: elems})
 	return nil
 }
 
 // checkElems looks up the elements a transaction added to and deleted from
 // an existing set. When an added element is not found exactly, the set is
 // read back whole to say what is there instead.
-func (c *Conn) checkElems(out *Delta, w *Set, added, deleted []Elem) error {
+func (c *Conn) checkElems(out *nft.Delta, w *nft.Set, added, deleted []nft.Elem) error {
 	if w.Ranges != nil { // the lookups below search the elements
-		w = &Set{Name: w.Name, Type: w.Type, Elems: w.Elements()}
+		w = &nft.Set{Name: w.Name, Type: w.Type, Elems: w.Elements()}
 	}
 	present, absent := expectations(w, added, deleted)
 	if lookupCost(len(present), len(absent)) > dumpCost(w.Len()) {
@@ -173,7 +176,7 @@ func matches(ls []lookup, got []kernelElem) bool {
 // b+1: looking up b must answer with the range's start a (so no end lies
 // between them), and the end element b+1 must be there. A deleted element
 // whose key the transaction added again is checked through the addition.
-func expectations(w *Set, added, deleted []Elem) (present, absent []lookup) {
+func expectations(w *nft.Set, added, deleted []nft.Elem) (present, absent []lookup) {
 	for _, e := range added {
 		present = append(present, elemLookups(w.Type, e)...)
 	}
@@ -187,16 +190,16 @@ func expectations(w *Set, added, deleted []Elem) (present, absent []lookup) {
 	return present, absent
 }
 
-func elemLookups(t SetType, e Elem) []lookup {
+func elemLookups(t nft.SetType, e nft.Elem) []lookup {
 	switch t {
-	case Addr4, Addr6:
+	case nft.Addr4, nft.Addr6:
 		out := []lookup{{key: e.KeyEnd, want: kernelElem{key: e.Key}}}
-		if next := addrFromKey(e.KeyEnd).Next(); next.IsValid() {
+		if next := nft.AddrFromKey(e.KeyEnd).Next(); next.IsValid() {
 			k := next.AsSlice()
 			out = append(out, lookup{key: k, end: true, want: kernelElem{key: k, end: true}})
 		}
 		return out
-	case PortMap:
+	case nft.PortMap:
 		return []lookup{{key: e.Key, want: kernelElem{key: e.Key, keyEnd: e.KeyEnd, verdict: e.Verdict}}}
 	}
 	return []lookup{{key: e.Key, want: kernelElem{key: e.Key, verdict: e.Verdict, comment: e.Comment}}}
@@ -205,10 +208,10 @@ func elemLookups(t SetType, e Elem) []lookup {
 // wantedAnswer reports whether what the kernel answered to a lookup for a
 // deleted element is part of the wanted set: another element covering the
 // key (ranges merged), never one the transaction should have removed.
-func wantedAnswer(w *Set, l lookup, ke kernelElem) bool {
-	i, found := slices.BinarySearchFunc(w.Elems, ke.key, func(e Elem, k []byte) int { return bytes.Compare(e.Key, k) })
+func wantedAnswer(w *nft.Set, l lookup, ke kernelElem) bool {
+	i, found := slices.BinarySearchFunc(w.Elems, ke.key, func(e nft.Elem, k []byte) int { return bytes.Compare(e.Key, k) })
 	switch w.Type {
-	case Addr4, Addr6:
+	case nft.Addr4, nft.Addr6:
 		// A start element (an end marker at this key would be wanted only
 		// if readded said so).
 		return !ke.end && found && bytes.Compare(w.Elems[i].KeyEnd, l.key) >= 0
@@ -216,27 +219,27 @@ func wantedAnswer(w *Set, l lookup, ke kernelElem) bool {
 	return found && l.sameAs(w.Type, w.Elems[i], ke)
 }
 
-func (l lookup) sameAs(t SetType, e Elem, ke kernelElem) bool {
+func (l lookup) sameAs(t nft.SetType, e nft.Elem, ke kernelElem) bool {
 	return elemLookups(t, e)[0].same(ke)
 }
 
 // readded reports whether the wanted set still has the kernel element a
 // lookup for a deleted element would find: then it is not gone, and rightly
 // so.
-func readded(w *Set, l lookup) bool {
+func readded(w *nft.Set, l lookup) bool {
 	switch w.Type {
-	case Addr4, Addr6:
+	case nft.Addr4, nft.Addr6:
 		if l.end {
 			// An end marker stays when a wanted range ends right before it.
-			_, ok := slices.BinarySearchFunc(w.Elems, l.key, func(e Elem, k []byte) int {
-				return bytes.Compare(addrFromKey(e.KeyEnd).Next().AsSlice(), k)
+			_, ok := slices.BinarySearchFunc(w.Elems, l.key, func(e nft.Elem, k []byte) int {
+				return bytes.Compare(nft.AddrFromKey(e.KeyEnd).Next().AsSlice(), k)
 			})
 			return ok
 		}
-		_, ok := slices.BinarySearchFunc(w.Elems, l.want.key, func(e Elem, k []byte) int { return bytes.Compare(e.Key, k) })
+		_, ok := slices.BinarySearchFunc(w.Elems, l.want.key, func(e nft.Elem, k []byte) int { return bytes.Compare(e.Key, k) })
 		return ok
 	}
-	_, ok := slices.BinarySearchFunc(w.Elems, l.key, func(e Elem, k []byte) int { return bytes.Compare(e.Key, k) })
+	_, ok := slices.BinarySearchFunc(w.Elems, l.key, func(e nft.Elem, k []byte) int { return bytes.Compare(e.Key, k) })
 	return ok
 }
 
@@ -263,7 +266,7 @@ func (c *Conn) lookup(set string, ls []lookup) ([]kernelElem, error) {
 
 func (c *Conn) lookupOnce(set string, ls []lookup) ([]kernelElem, error) {
 	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, TableName)
+	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, nft.TableName)
 	ae.String(unix.NFTA_SET_ELEM_LIST_SET, set)
 	ae.Nested(unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(list *netlink.AttributeEncoder) error {
 		for i, l := range ls {
@@ -285,20 +288,9 @@ func (c *Conn) lookupOnce(set string, ls []lookup) ([]kernelElem, error) {
 		return nil, err
 	}
 	replies, err := c.ask(unix.NFT_MSG_GETSETELEM, b)
-	var out []kernelElem
-	var d elemDecoder
-	for _, m := range replies {
-		if len(m.Data) < 4 {
-			continue
-		}
-		derr := walkAttrs(m.Data[4:], func(t uint16, p []byte) {
-			if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				_ = d.list(p, func(ke kernelElem) { out = append(out, ke) })
-			}
-		})
-		if derr != nil {
-			return out, fmt.Errorf("decode elements of set %s: %w", set, derr)
-		}
+	out, derr := decodeElemReplies(replies)
+	if derr != nil {
+		return out, fmt.Errorf("decode elements of set %s: %w", set, derr)
 	}
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return out, fmt.Errorf("look up elements of set %s: %w", set, err)
@@ -340,9 +332,9 @@ func (c *Conn) ask(msgType int, attrs []byte) ([]netlink.Message, error) {
 }
 
 // getSetHeader reads one set's header.
-func (c *Conn) getSetHeader(name string) (SetType, string, bool, error) {
+func (c *Conn) getSetHeader(name string) (nft.SetType, string, bool, error) {
 	b, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_SET_TABLE, Data: cstring(TableName)},
+		{Type: unix.NFTA_SET_TABLE, Data: cstring(nft.TableName)},
 		{Type: unix.NFTA_SET_NAME, Data: cstring(name)},
 	})
 	if err != nil {
@@ -363,9 +355,9 @@ func (c *Conn) getSetHeader(name string) (SetType, string, bool, error) {
 }
 
 // getChain reads one chain's header.
-func (c *Conn) getChain(name string) (*Chain, bool, error) {
+func (c *Conn) getChain(name string) (*nft.Chain, bool, error) {
 	b, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(TableName)},
+		{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(nft.TableName)},
 		{Type: unix.NFTA_CHAIN_NAME, Data: cstring(name)},
 	})
 	if err != nil {
@@ -381,100 +373,35 @@ func (c *Conn) getChain(name string) (*Chain, bool, error) {
 	if len(msgs) != 1 {
 		return nil, false, fmt.Errorf("get chain %s: %d answers", name, len(msgs))
 	}
-	ch, err := decodeChain(msgs[0])
+	ch, _, err := decodeChain(msgs[0])
 	return ch, true, err
 }
 
-// decodeChain reads a chain header as the comparison needs it.
-func decodeChain(m netlink.Message) (*Chain, error) {
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return nil, err
-	}
-	ad.ByteOrder = binary.BigEndian
-	ch := &Chain{}
-	var typ string
-	policy := uint32(1) // NF_ACCEPT
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_CHAIN_NAME:
-			ch.Name = ad.String()
-		case unix.NFTA_CHAIN_TYPE:
-			typ = ad.String()
-		case unix.NFTA_CHAIN_POLICY:
-			policy = ad.Uint32()
-		case unix.NFTA_CHAIN_HOOK:
-			ch.Hook = &Hook{Hook: "unknown"}
-			ad.Nested(func(h *netlink.AttributeDecoder) error {
-				h.ByteOrder = binary.BigEndian
-				for h.Next() {
-					switch h.Type() {
-					case unix.NFTA_HOOK_HOOKNUM:
-						ch.Hook.Hook = hookName(h.Uint32())
-					case unix.NFTA_HOOK_PRIORITY:
-						ch.Hook.Priority = int32(h.Uint32())
-					}
-				}
-				return nil
-			})
-		}
-	}
-	if ch.Hook != nil {
-		ch.Hook.Policy = "accept"
-		if policy == 0 { // NF_DROP
-			ch.Hook.Policy = "drop"
-		}
-		if typ != "filter" {
-			ch.Hook.Hook += " (type " + typ + ")"
-		}
-	}
-	return ch, ad.Err()
-}
-
-func hookName(n uint32) string {
-	switch n {
-	case unix.NF_INET_PRE_ROUTING:
-		return "prerouting"
-	case unix.NF_INET_LOCAL_IN:
-		return "input"
-	case unix.NF_INET_FORWARD:
-		return "forward"
-	case unix.NF_INET_LOCAL_OUT:
-		return "output"
-	case unix.NF_INET_POST_ROUTING:
-		return "postrouting"
-	}
-	return "unknown"
-}
-
 // checkChain reads back one chain: its header and its rules.
-func (c *Conn) checkChain(out *Delta, want *Table, w *Chain) error {
+func (c *Conn) checkChain(out *nft.Delta, want *nft.Table, w *nft.Chain) error {
 	h, found, err := c.getChain(w.Name)
 	if err != nil {
 		return err
 	}
 	if !found {
-		out.note("chain %s: missing", w.Name)
+		out.Notef("chain %s: missing", w.Name)
 		return nil
 	}
-	if !sameHook(w.Hook, h.Hook) {
-		out.note("chain %s: hook is %s, want %s", w.Name, hookText(h.Hook), hookText(w.Hook))
+	if !out.SameHook(w, h) {
 		return nil
 	}
 	rules, err := readChainRules(c.read, w.Name)
 	if err != nil {
 		return err
 	}
-	if !sameRules(w.Rules, rules) {
-		out.Differences = append(out.Differences, diffRules(w.Name, w.Rules, rules, knownRuleTexts(want))...)
-	}
+	out.DiffRules(want, w, rules)
 	return nil
 }
 
 // readChainRules dumps the rules of one chain.
-func readChainRules(sock *netlink.Conn, chain string) ([]Rule, error) {
+func readChainRules(sock *netlink.Conn, chain string) ([]nft.Rule, error) {
 	req, err := request(unix.NFT_MSG_GETRULE, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: cstring(TableName)},
+		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: cstring(nft.TableName)},
 		netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)})
 	if err != nil {
 		return nil, err
@@ -483,14 +410,14 @@ func readChainRules(sock *netlink.Conn, chain string) ([]Rule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list rules of chain %s: %w", chain, err)
 	}
-	out := make([]Rule, 0, len(msgs))
+	out := make([]nft.Rule, 0, len(msgs))
 	for _, m := range msgs {
 		r, err := nlrules.ParseRule(m)
 		if err != nil {
 			return nil, fmt.Errorf("decode rule: %w", err)
 		}
 		if r.Chain == chain {
-			out = append(out, Rule{Exprs: r.Decoded(), Comment: nlrules.UserComment(r.UserData)})
+			out = append(out, nft.Rule{Exprs: r.Decoded(), Comment: nlrules.UserComment(r.UserData)})
 		}
 	}
 	return out, nil

@@ -1,7 +1,9 @@
-package nft
+package kernel
 
 import (
 	"fmt"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -16,19 +18,19 @@ import (
 
 // keptRule is a rule read back with the chain it belongs to.
 type keptRule struct {
-	Rule
+	nft.Rule
 	chain string
 }
 
 func readRules(sock *netlink.Conn) ([]keptRule, error) {
 	req, err := request(unix.NFT_MSG_GETRULE, netlink.Dump,
-		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: cstring(TableName)})
+		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: cstring(nft.TableName)})
 	if err != nil {
 		return nil, err
 	}
 	msgs, err := sock.Execute(req)
 	if err != nil {
-		return nil, fmt.Errorf("list rules of table inet %s: %w", TableName, err)
+		return nil, fmt.Errorf("list rules of table inet %s: %w", nft.TableName, err)
 	}
 	out := make([]keptRule, 0, len(msgs))
 	for _, m := range msgs {
@@ -37,7 +39,7 @@ func readRules(sock *netlink.Conn) ([]keptRule, error) {
 			return nil, fmt.Errorf("decode rule: %w", err)
 		}
 		out = append(out, keptRule{
-			Rule:  Rule{Exprs: r.Decoded(), Comment: nlrules.UserComment(r.UserData)},
+			Rule:  nft.Rule{Exprs: r.Decoded(), Comment: nlrules.UserComment(r.UserData)},
 			chain: r.Chain,
 		})
 	}

@@ -1,17 +1,20 @@
-package nft
+package kernel
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/kube-fence/kube-fence/internal/addrset"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // syncAndVerify applies want and checks that reading back what the
 // transaction changed finds nothing wrong.
-func syncAndVerify(t *testing.T, c *Conn, want *Table, when string) *Result {
+func syncAndVerify(t *testing.T, c *Conn, want *nft.Table, when string) *nft.Result {
 	t.Helper()
 	res, err := c.Sync(want)
 	if err != nil {
@@ -31,13 +34,13 @@ func syncAndVerify(t *testing.T, c *Conn, want *Table, when string) *Result {
 // edit replaces a profile of plan with an edited copy: a Renderer reuses
 // what it rendered for a profile value, so profiles, like plans, are never
 // changed in place.
-func edit(plan *policy.Plan, id policy.ProfileID, f func(*policy.Profile)) {
-	for i, p := range plan.Profiles {
+func edit(pl *plan.Plan, id plan.ProfileID, f func(*plan.Profile)) {
+	for i, p := range pl.Profiles {
 		if p.ID == id {
 			cp := *p
-			cp.Ports = append([]policy.PortClass(nil), p.Ports...)
+			cp.Ports = append([]plan.PortClass(nil), p.Ports...)
 			f(&cp)
-			plan.Profiles[i] = &cp
+			pl.Profiles[i] = &cp
 		}
 	}
 }
@@ -47,36 +50,36 @@ func edit(plan *policy.Plan, id policy.ProfileID, f func(*policy.Profile)) {
 // ranges, port classes merging, profiles appearing and going) and checks
 // that the read back of what changed agrees with the full read back.
 func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
-	plan := testPlan()
-	var r Renderer
-	syncAndVerify(t, c, r.Render(plan), "first sync")
+	pl := testPlan()
+	var r nft.Renderer
+	syncAndVerify(t, c, r.Render(pl), "first sync")
 
 	a := netip.MustParseAddr
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c",
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c",
 		IPs: []netip.Addr{a("10.42.0.12"), a("fd00:10:42::12")}, Ingress: "i000000000001"})
-	syncAndVerify(t, c, r.Render(plan), "pod added")
+	syncAndVerify(t, c, r.Render(pl), "pod added")
 
-	edit(plan, "i000000000001", func(p *policy.Profile) {
+	edit(pl, "i000000000001", func(p *plan.Profile) {
 		p.Any = p.Any.Union(addrset.OfAddrs(a("10.42.0.12"), a("10.42.0.99"))) // grows, merges with .11
 		p.Ports[1].Peers = p.Ports[1].Peers.Subtract(addrset.Of(netip.MustParsePrefix("192.168.7.0/24")))
 	})
-	syncAndVerify(t, c, r.Render(plan), "ranges grown, merged and split")
+	syncAndVerify(t, c, r.Render(pl), "ranges grown, merged and split")
 
-	edit(plan, "i000000000001", func(p *policy.Profile) {
-		p.Ports = []policy.PortClass{{Protocol: policy.TCP, First: 80, Last: 8080, Peers: addrset.All()}}
+	edit(pl, "i000000000001", func(p *plan.Profile) {
+		p.Ports = []plan.PortClass{{Protocol: plan.TCP, First: 80, Last: 8080, Peers: addrset.All()}}
 		p.Any = addrset.OfAddrs(a("10.42.0.11"))
 	})
-	syncAndVerify(t, c, r.Render(plan), "port classes merged, classes gone")
+	syncAndVerify(t, c, r.Render(pl), "port classes merged, classes gone")
 
-	plan.Pods[0].Egress = ""
-	plan.Pods = plan.Pods[:2]
-	plan.Profiles = plan.Profiles[1:]
-	syncAndVerify(t, c, r.Render(plan), "pod and egress profile gone")
+	pl.Pods[0].Egress = ""
+	pl.Pods = pl.Pods[:2]
+	pl.Profiles = pl.Profiles[1:]
+	syncAndVerify(t, c, r.Render(pl), "pod and egress profile gone")
 
-	plan.DefaultDenyUnknown = false
-	res := syncAndVerify(t, c, r.Render(plan), "pod CIDRs emptied")
+	pl.DefaultDenyUnknown = false
+	res := syncAndVerify(t, c, r.Render(pl), "pod CIDRs emptied")
 	if res.Messages == 0 {
 		t.Fatal("emptying the pod CIDR sets sent nothing")
 	}
@@ -86,23 +89,23 @@ func TestVerifyAppliedAfterEachKindOfChange(t *testing.T) {
 // transaction changed, and with one it did not: the first is reported, the
 // second is left to the full verification.
 func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
-	plan := testPlan()
-	var r Renderer
-	syncAndVerify(t, c, r.Render(plan), "first sync")
+	pl := testPlan()
+	var r nft.Renderer
+	syncAndVerify(t, c, r.Render(pl), "first sync")
 
 	a := netip.MustParseAddr
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{a("10.42.0.12")}, Ingress: "i000000000001"})
-	edit(plan, "i000000000001", func(p *policy.Profile) { p.Any = p.Any.Union(addrset.OfAddrs(a("10.42.0.50"))) })
-	want := r.Render(plan)
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c", IPs: []netip.Addr{a("10.42.0.12")}, Ingress: "i000000000001"})
+	edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = p.Any.Union(addrset.OfAddrs(a("10.42.0.50"))) })
+	want := r.Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
-	mustRun(t, ns, "nft", "delete", "element", "inet", TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
 	d, err := c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)
@@ -128,15 +131,15 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 	}
 
 	// Rules of a chain the transaction replaced.
-	edit(plan, "i000000000001", func(p *policy.Profile) { p.Policies = []string{"x/other"} })
-	want = r.Render(plan)
+	edit(pl, "i000000000001", func(p *plan.Profile) { p.Policies = []string{"x/other"} })
+	want = r.Render(pl)
 	if res, err = c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Delta.ReplaceRules) != 1 {
 		t.Fatalf("a new comment replaced %d chains, want 1", len(res.Delta.ReplaceRules))
 	}
-	mustRun(t, ns, "nft", "add", "rule", "inet", TableName, "ingress-i000000000001", "ip", "saddr", "10.9.9.9", "accept")
+	mustRun(t, ns, "nft", "add", "rule", "inet", nft.TableName, "ingress-i000000000001", "ip", "saddr", "10.9.9.9", "accept")
 	d, err = c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)
@@ -149,20 +152,20 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 // TestVerifyAppliedSeesDeletedElementsComeBack puts back, with another
 // verdict, an element a transaction deleted.
 func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
-	plan := testPlan()
-	var r Renderer
-	syncAndVerify(t, c, r.Render(plan), "first sync")
-	plan.Pods = plan.Pods[:1] // x/b goes
-	edit(plan, "i000000000001", func(p *policy.Profile) { p.Any = addrset.Set{} })
-	want := r.Render(plan)
+	pl := testPlan()
+	var r nft.Renderer
+	syncAndVerify(t, c, r.Render(pl), "first sync")
+	pl.Pods = pl.Pods[:1] // x/b goes
+	edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = addrset.Set{} })
+	want := r.Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.11", ":", "accept", "}")
-	mustRun(t, ns, "nft", "add", "element", "inet", TableName, "ingress-i000000000001-any-v6", "{", "fd00:10:42::11", "}")
+	mustRun(t, ns, "nft", "add", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.11", ":", "accept", "}")
+	mustRun(t, ns, "nft", "add", "element", "inet", nft.TableName, "ingress-i000000000001-any-v6", "{", "fd00:10:42::11", "}")
 	d, err := c.VerifyApplied(want, res.Delta)
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
-package nft
+package kernel
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
 
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
@@ -43,7 +45,7 @@ func TestCoexistenceWithIptablesAndForeignNativeRules(t *testing.T) {
 		{"meta", "skuid", "0", "accept"},
 	} {
 		t.Run(strings.Join(foreign, " "), func(t *testing.T) {
-			ns := newNS(t)
+			ns := testenv.NetNS(t)
 			mustRun(t, ns, "iptables", "-N", "KUBE-ROUTER-FORWARD")
 			mustRun(t, ns, "iptables", "-A", "FORWARD", "-m", "comment", "--comment", kubeRouterComment, "-j", "KUBE-ROUTER-FORWARD")
 			mustRun(t, ns, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
@@ -57,7 +59,7 @@ func TestCoexistenceWithIptablesAndForeignNativeRules(t *testing.T) {
 			}
 
 			c := openConn(t, ns, OwnershipAuto)
-			want := Render(testPlan())
+			want := nft.Render(testPlan())
 			if _, err := c.Sync(want); err != nil {
 				t.Fatalf("apply next to foreign rules: %v", err)
 			}

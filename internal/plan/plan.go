@@ -1,11 +1,9 @@
-package policy
+package plan
 
 import (
 	"fmt"
 	"net/netip"
 	"slices"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 )
@@ -45,20 +43,6 @@ func (p Protocol) String() string {
 		return "SCTP"
 	}
 	return fmt.Sprintf("protocol-%d", uint8(p))
-}
-
-// ProtocolFromAPI maps a Kubernetes protocol name; the empty name means TCP,
-// as the API defaults it.
-func ProtocolFromAPI(p corev1.Protocol) (Protocol, bool) {
-	switch p {
-	case corev1.ProtocolTCP, "":
-		return TCP, true
-	case corev1.ProtocolUDP:
-		return UDP, true
-	case corev1.ProtocolSCTP:
-		return SCTP, true
-	}
-	return 0, false
 }
 
 // Plan is everything one node must enforce: its own pods, the decision each

@@ -1,12 +1,13 @@
-package nft
+package kernel
 
 import (
 	"fmt"
 	"net/netip"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/kube-fence/kube-fence/internal/addrset"
-	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -21,11 +22,7 @@ func BenchmarkCommitOneElement(b *testing.B) {
 	testenv.RequireRoot(b)
 	for _, n := range []int{10, 1000, 4000, 20000} {
 		b.Run(fmt.Sprintf("set=%d", n), func(b *testing.B) {
-			ns, err := netns.New()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ns.Close()
+			ns := testenv.NetNS(b)
 			c, err := Open(Options{NetNSFD: ns.FD(), Ownership: OwnershipOff})
 			if err != nil {
 				b.Fatal(err)
@@ -36,11 +33,11 @@ func BenchmarkCommitOneElement(b *testing.B) {
 				a := netip.AddrFrom4([4]byte{10, byte(2 * i >> 16), byte(2 * i >> 8), byte(2 * i)})
 				rs[i] = addrset.Range{From: a, To: a}
 			}
-			base := NewTable()
-			base.AddSet(&Set{Name: "s", Type: Addr4, Ranges: rs})
+			base := nft.NewTable()
+			base.AddSet(&nft.Set{Name: "s", Type: nft.Addr4, Ranges: rs})
 			extra := netip.MustParseAddr("11.0.0.1")
-			more := NewTable()
-			more.AddSet(&Set{Name: "s", Type: Addr4, Ranges: append(rs[:len(rs):len(rs)], addrset.Range{From: extra, To: extra})})
+			more := nft.NewTable()
+			more.AddSet(&nft.Set{Name: "s", Type: nft.Addr4, Ranges: append(rs[:len(rs):len(rs)], addrset.Range{From: extra, To: extra})})
 			if _, err := c.Sync(base); err != nil {
 				b.Fatal(err)
 			}

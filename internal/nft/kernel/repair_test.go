@@ -1,10 +1,14 @@
-package nft
+package kernel
 
 import (
 	"errors"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/nft"
+
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // handleOf finds the handle of the first rule in chain whose text contains
@@ -23,13 +27,13 @@ func handleOf(t *testing.T, out, substr string) string {
 }
 
 func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipOff)
-	want := Render(testPlan())
+	want := nft.Render(testPlan())
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
-	list := mustRun(t, ns, "nft", "-a", "list", "chain", "inet", TableName, "ingress")
+	list := mustRun(t, ns, "nft", "-a", "list", "chain", "inet", nft.TableName, "ingress")
 	cases := []struct {
 		name    string
 		tamper  [][]string
@@ -37,22 +41,22 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 	}{
 		{
 			name:    "rule deleted",
-			tamper:  [][]string{{"delete", "rule", "inet", TableName, "ingress", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
+			tamper:  [][]string{{"delete", "rule", "inet", nft.TableName, "ingress", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
 			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 drop"},
 		},
 		{
 			name:    "element deleted",
-			tamper:  [][]string{{"delete", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.10", "}"}},
+			tamper:  [][]string{{"delete", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.10", "}"}},
 			wantMsg: []string{`set ingress-pods-v4: missing element 10.42.0.10 comment "x/a" : goto ingress-i000000000001`},
 		},
 		{
 			name: "element changed and foreign objects added",
 			tamper: [][]string{
-				{"delete", "element", "inet", TableName, "egress-pods-v4", "{", "10.42.0.11", "}"},
-				{"add", "element", "inet", TableName, "egress-pods-v4", "{", "10.42.0.11", ":", "accept", "}"},
-				{"add", "chain", "inet", TableName, "intruder"},
-				{"add", "set", "inet", TableName, "intruder-set", "{", "type", "ipv4_addr", ";", "}"},
-				{"add", "rule", "inet", TableName, "forward", "ip", "saddr", "10.9.9.9", "accept"},
+				{"delete", "element", "inet", nft.TableName, "egress-pods-v4", "{", "10.42.0.11", "}"},
+				{"add", "element", "inet", nft.TableName, "egress-pods-v4", "{", "10.42.0.11", ":", "accept", "}"},
+				{"add", "chain", "inet", nft.TableName, "intruder"},
+				{"add", "set", "inet", nft.TableName, "intruder-set", "{", "type", "ipv4_addr", ";", "}"},
+				{"add", "rule", "inet", nft.TableName, "forward", "ip", "saddr", "10.9.9.9", "accept"},
 			},
 			wantMsg: []string{
 				`set egress-pods-v4: element is 10.42.0.11 : accept, want 10.42.0.11 comment "x/b" : return`,
@@ -61,12 +65,12 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 		},
 		{
 			name:    "peer range shrunk",
-			tamper:  [][]string{{"delete", "element", "inet", TableName, "ingress-i000000000001-tcp-8000-8080-v4", "{", "192.168.0.0/16", "}"}},
+			tamper:  [][]string{{"delete", "element", "inet", nft.TableName, "ingress-i000000000001-tcp-8000-8080-v4", "{", "192.168.0.0/16", "}"}},
 			wantMsg: []string{"set ingress-i000000000001-tcp-8000-8080-v4: missing element 192.168.0.0/16"},
 		},
 		{
 			name:    "table deleted",
-			tamper:  [][]string{{"delete", "table", "inet", TableName}},
+			tamper:  [][]string{{"delete", "table", "inet", nft.TableName}},
 			wantMsg: []string{"table inet kube-fence: missing"},
 		},
 		{
@@ -103,8 +107,8 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 }
 
 func TestOwnershipProtectsAndPersists(t *testing.T) {
-	ns := newNS(t)
-	want := Render(testPlan())
+	ns := testenv.NetNS(t)
+	want := nft.Render(testPlan())
 	first, err := Open(Options{NetNSFD: ns.FD()})
 	if err != nil {
 		t.Fatal(err)
@@ -115,10 +119,10 @@ func TestOwnershipProtectsAndPersists(t *testing.T) {
 	}
 	// Other processes can neither flush nor delete nor edit the table.
 	mustRun(t, ns, "nft", "flush", "ruleset")
-	if out, err := run(ns, "nft", "delete", "table", "inet", TableName); err == nil {
+	if out, err := run(ns, "nft", "delete", "table", "inet", nft.TableName); err == nil {
 		t.Errorf("nft delete table succeeded on an owned table:\n%s", out)
 	}
-	if out, err := run(ns, "nft", "delete", "element", "inet", TableName, "ingress-pods-v4", "{", "10.42.0.10", "}"); err == nil {
+	if out, err := run(ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.10", "}"); err == nil {
 		t.Errorf("nft delete element succeeded on an owned table:\n%s", out)
 	}
 	requireNoDiff(t, first, want, "after foreign flush and delete attempts")
@@ -144,7 +148,7 @@ func TestOwnershipProtectsAndPersists(t *testing.T) {
 	if res.Rebuilt {
 		t.Error("adopting an orphaned table rebuilt it; want adoption in place")
 	}
-	if out := mustRun(t, ns, "nft", "list", "table", "inet", TableName); !strings.Contains(out, "flags owner") {
+	if out := mustRun(t, ns, "nft", "list", "table", "inet", nft.TableName); !strings.Contains(out, "flags owner") {
 		t.Errorf("adopted table is not owned:\n%s", out)
 	}
 
@@ -152,19 +156,19 @@ func TestOwnershipProtectsAndPersists(t *testing.T) {
 	if err := second.DeleteTable(); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(ns, "nft", "list", "table", "inet", TableName); err == nil {
+	if out, err := run(ns, "nft", "list", "table", "inet", nft.TableName); err == nil {
 		t.Errorf("table still present after DeleteTable:\n%s", out)
 	}
 }
 
 func TestOwnershipFallsBackWhenKernelRefusesFlags(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c, err := Open(Options{NetNSFD: ns.FD(), unsupportedFlags: 0x80})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := Render(testPlan())
+	want := nft.Render(testPlan())
 	if _, err := c.Sync(want); err != nil {
 		t.Fatalf("sync with flags the kernel refuses: %v", err)
 	}
@@ -179,8 +183,8 @@ func TestOwnershipFallsBackWhenKernelRefusesFlags(t *testing.T) {
 }
 
 func TestSwitchingOwnershipRebuildsAtomically(t *testing.T) {
-	ns := newNS(t)
-	want := Render(testPlan())
+	ns := testenv.NetNS(t)
+	want := nft.Render(testPlan())
 	off := openConn(t, ns, OwnershipOff)
 	if _, err := off.Sync(want); err != nil {
 		t.Fatal(err)
@@ -194,7 +198,7 @@ func TestSwitchingOwnershipRebuildsAtomically(t *testing.T) {
 		t.Error("an unowned table cannot gain the owner flag in place; want a rebuild")
 	}
 	requireNoDiff(t, on, want, "after taking ownership")
-	if out := mustRun(t, ns, "nft", "list", "table", "inet", TableName); !strings.Contains(out, "flags owner") {
+	if out := mustRun(t, ns, "nft", "list", "table", "inet", nft.TableName); !strings.Contains(out, "flags owner") {
 		t.Errorf("table not owned after rebuild:\n%s", out)
 	}
 }

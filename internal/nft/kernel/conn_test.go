@@ -1,4 +1,4 @@
-package nft
+package kernel
 
 import (
 	"errors"
@@ -7,23 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/netns"
-	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
-
-// newNS returns a throwaway network namespace that vanishes with the test.
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	testenv.RequireRoot(t)
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
 
 func openConn(t *testing.T, ns *netns.NS, o Ownership) *Conn {
 	t.Helper()
@@ -50,7 +40,7 @@ func mustRun(t *testing.T, ns *netns.NS, name string, args ...string) string {
 	return out
 }
 
-func requireNoDiff(t *testing.T, c *Conn, want *Table, when string) {
+func requireNoDiff(t *testing.T, c *Conn, want *nft.Table, when string) {
 	t.Helper()
 	d, err := c.Verify(want)
 	if err != nil {
@@ -62,9 +52,9 @@ func requireNoDiff(t *testing.T, c *Conn, want *Table, when string) {
 }
 
 func TestApplyReadBackIsExact(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
-	want := Render(testPlan())
+	want := nft.Render(testPlan())
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +73,7 @@ func TestApplyReadBackIsExact(t *testing.T) {
 		t.Errorf("ownership = %q, want owner,persist on this kernel", got)
 	}
 	// nft agrees it is one table with the owner flag.
-	out := mustRun(t, ns, "nft", "list", "table", "inet", TableName)
+	out := mustRun(t, ns, "nft", "list", "table", "inet", nft.TableName)
 	if !strings.Contains(out, "flags owner") {
 		t.Errorf("nft list shows no owner flag:\n%s", out)
 	}
@@ -91,10 +81,10 @@ func TestApplyReadBackIsExact(t *testing.T) {
 
 func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 	testenv.RequireBinary(t, "nft", "nftables")
-	ns := newNS(t)
-	want := Render(testPlan())
+	ns := testenv.NetNS(t)
+	want := nft.Render(testPlan())
 	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(Text(want))
+	cmd.Stdin = strings.NewReader(nft.Text(want))
 	if err := ns.Do(func() error {
 		b, err := cmd.CombinedOutput()
 		if err != nil {
@@ -102,23 +92,23 @@ func TestTextLoadedByNftEqualsNetlinkTable(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("nft -f of the rendered text: %v\n%s", err, Text(want))
+		t.Fatalf("nft -f of the rendered text: %v\n%s", err, nft.Text(want))
 	}
 	c := openConn(t, ns, OwnershipOff)
 	requireNoDiff(t, c, want, "table loaded by nft -f")
 }
 
 func TestIncrementalChangesAreElementUpdates(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
-	plan := testPlan()
-	if _, err := c.Sync(Render(plan)); err != nil {
+	pl := testPlan()
+	if _, err := c.Sync(nft.Render(pl)); err != nil {
 		t.Fatal(err)
 	}
 	// A new pod on the node: only verdict map elements change.
-	plan.Pods = append(plan.Pods, policy.LocalPod{Namespace: "x", Name: "c",
+	pl.Pods = append(pl.Pods, plan.LocalPod{Namespace: "x", Name: "c",
 		IPs: []netip.Addr{netip.MustParseAddr("10.42.0.12"), netip.MustParseAddr("fd00:10:42::12")}, Ingress: "i000000000001"})
-	want := Render(plan)
+	want := nft.Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -130,9 +120,9 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 	requireNoDiff(t, c, want, "after adding a pod")
 
 	// A peer appears in a port class: one interval element changes.
-	prof := plan.Profile("i000000000001")
+	prof := pl.Profile("i000000000001")
 	prof.Ports[1].Peers = prof.Ports[1].Peers.Union(addrset.OfAddrs(netip.MustParseAddr("10.42.0.99")))
-	want = Render(plan)
+	want = nft.Render(pl)
 	res, err = c.Sync(want)
 	if err != nil {
 		t.Fatal(err)
@@ -144,16 +134,16 @@ func TestIncrementalChangesAreElementUpdates(t *testing.T) {
 
 	// The pod leaves the profile's selection: its elements are updated in
 	// place, the profile chains stay.
-	plan.Pods[2].Ingress = ""
-	want = Render(plan)
+	pl.Pods[2].Ingress = ""
+	want = nft.Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
 	requireNoDiff(t, c, want, "after unselecting a pod")
 
 	// Everything removed: profile chains, sets and maps go in one step.
-	plan.Pods, plan.Profiles = nil, nil
-	want = Render(plan)
+	pl.Pods, pl.Profiles = nil, nil
+	want = nft.Render(pl)
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}

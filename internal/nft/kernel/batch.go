@@ -1,4 +1,4 @@
-package nft
+package kernel
 
 import (
 	"encoding/binary"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/google/nftables"
+	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -19,38 +19,7 @@ import (
 // send that batch on our own netlink socket, setting the table flags and
 // matching each error to the message that caused it.
 
-// encoder collects the messages google/nftables would send.
-type encoder struct {
-	conn *nftables.Conn
-	msgs []netlink.Message
-}
-
-func newEncoder() *encoder {
-	e := &encoder{}
-	e.conn, _ = nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
-		e.msgs = append(e.msgs, req...)
-		return nil, nil // no reply; google/nftables treats that as success
-	}))
-	return e
-}
-
-// batch returns the captured messages (between the batch begin and end
-// messages google/nftables adds) and resets the encoder.
-func (e *encoder) batch() ([]netlink.Message, error) {
-	e.msgs = nil
-	if err := e.conn.Flush(); err != nil {
-		return nil, fmt.Errorf("encode nftables batch: %w", err)
-	}
-	msgs := e.msgs
-	e.msgs = nil
-	return msgs, nil
-}
-
-var (
-	msgNewTable   = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE)
-	msgBatchBegin = netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN)
-	msgBatchEnd   = netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
-)
+var msgNewTable = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE)
 
 // setTableFlags rewrites the NFTA_TABLE_FLAGS attribute of every NEWTABLE
 // message in msgs.
@@ -130,7 +99,7 @@ func sendBatch(sock *netlink.Conn, msgs []netlink.Message, describe func(netlink
 		return nil // only begin and end: nothing to do
 	}
 	last := len(msgs) - 2 // the message before batch end
-	if msgs[last+1].Header.Type != msgBatchEnd {
+	if msgs[last+1].Header.Type != nft.MsgBatchEnd {
 		return errors.New("malformed batch: no batch end message")
 	}
 	// The batch is marshalled here into one buffer and sent with one

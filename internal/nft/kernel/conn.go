@@ -1,11 +1,12 @@
-package nft
+package kernel
 
 import (
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/google/nftables"
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -45,22 +46,12 @@ type Options struct {
 // writer owns the table.
 type Conn struct {
 	opts  Options
-	write *netlink.Conn  // sends every transaction; owns the table
-	read  *netlink.Conn  // dumps of the table, sets and elements
-	rules *nftables.Conn // dumps of chains and rules
+	write *netlink.Conn // sends every transaction; owns the table
+	read  *netlink.Conn // dumps and lookups: table, sets, elements, chains, rules
 
-	flags        uint32 // table flags we set
-	flagsChecked bool   // whether the kernel accepted flags at least once
-	committed    *Table // what the last transaction left; nil when unknown
-}
-
-// Result describes one sync.
-type Result struct {
-	Delta    *Delta
-	Messages int  // netlink messages in the transaction
-	Bytes    int  // their size
-	Rebuilt  bool // the table was replaced as a whole
-	Duration time.Duration
+	flags        uint32     // table flags we set
+	flagsChecked bool       // whether the kernel accepted flags at least once
+	committed    *nft.Table // what the last transaction left; nil when unknown
 }
 
 // ErrOwnedElsewhere means another live process owns kube-fence's table, for
@@ -84,13 +75,7 @@ func Open(opts Options) (*Conn, error) {
 	_ = read.SetOption(netlink.ExtendedAcknowledge, true)
 	// Dumps of big sets and element lookups answer with many messages.
 	_ = read.SetReadBuffer(4 << 20)
-	rules, err := nftables.New(nftables.WithNetNSFd(opts.NetNSFD), nftables.AsLasting())
-	if err != nil {
-		write.Close()
-		read.Close()
-		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
-	}
-	c := &Conn{opts: opts, write: write, read: read, rules: rules}
+	c := &Conn{opts: opts, write: write, read: read}
 	if opts.Ownership == OwnershipAuto {
 		c.flags = tableFlagOwner | tableFlagPersist | opts.unsupportedFlags
 	}
@@ -100,7 +85,7 @@ func Open(opts Options) (*Conn, error) {
 // Close closes the sockets. With ownership, the table stays (persist) but is
 // unowned until another Conn adopts it.
 func (c *Conn) Close() error {
-	return errors.Join(c.write.Close(), c.read.Close(), c.rules.CloseLasting())
+	return errors.Join(c.write.Close(), c.read.Close())
 }
 
 // OwnershipState says which table flags are in use, for status reports.
@@ -115,7 +100,7 @@ func (c *Conn) OwnershipState() string {
 }
 
 // Read returns the table as the kernel holds it, or nil when there is none.
-func (c *Conn) Read() (*Table, error) {
+func (c *Conn) Read() (*nft.Table, error) {
 	info, err := readTableInfo(c.read)
 	if err != nil || info == nil {
 		return nil, err
@@ -123,13 +108,13 @@ func (c *Conn) Read() (*Table, error) {
 	return c.readContent()
 }
 
-func (c *Conn) readContent() (*Table, error) {
-	t := NewTable()
+func (c *Conn) readContent() (*nft.Table, error) {
+	t := nft.NewTable()
 	var err error
 	if t.Sets, err = readSets(c.read, true); err != nil {
 		return nil, err
 	}
-	if t.Chains, err = readChains(c.rules, c.read); err != nil {
+	if t.Chains, err = readChains(c.read); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -138,71 +123,71 @@ func (c *Conn) readContent() (*Table, error) {
 // Sync makes the kernel's table equal to want. When the last transaction is
 // known to have succeeded it sends only the difference from it; otherwise it
 // reads the kernel's table back first, as Repair does.
-func (c *Conn) Sync(want *Table) (*Result, error) {
+func (c *Conn) Sync(want *nft.Table) (*nft.Result, error) {
 	if c.committed == nil {
 		return c.Repair(want)
 	}
-	return c.apply(want, Diff(want, c.committed), false)
+	return c.apply(want, nft.Diff(want, c.committed), false)
 }
 
 // Verify reads the table back and returns its differences from want. Sets
 // are read and compared one at a time, so the kernel's copy of a big table
 // is never held whole.
-func (c *Conn) Verify(want *Table) (*Delta, error) {
+func (c *Conn) Verify(want *nft.Table) (*nft.Delta, error) {
 	info, err := readTableInfo(c.read)
 	if err != nil {
 		return nil, err
 	}
 	if info == nil {
-		return Diff(want, nil), nil
+		return nft.Diff(want, nil), nil
 	}
-	have := NewTable()
+	have := nft.NewTable()
 	if have.Sets, err = readSets(c.read, false); err != nil {
 		return nil, err
 	}
-	if have.Chains, err = readChains(c.rules, c.read); err != nil {
+	if have.Chains, err = readChains(c.read); err != nil {
 		return nil, err
 	}
-	return diffTables(want, have, func(h *Set) (*Set, error) {
+	return nft.DiffLoaded(want, have, func(h *nft.Set) (*nft.Set, error) {
 		elems, err := readElems(c.read, h.Name, h.Type)
-		return &Set{Name: h.Name, Type: h.Type, Elems: elems}, err
+		return &nft.Set{Name: h.Name, Type: h.Type, Elems: elems}, err
 	})
 }
 
 // Repair reads the table back and sends one transaction removing every
 // difference from want, rebuilding the table when it cannot be mended in
 // place or its flags are not the ones we set.
-func (c *Conn) Repair(want *Table) (*Result, error) {
+func (c *Conn) Repair(want *nft.Table) (*nft.Result, error) {
 	c.committed = nil
 	info, err := readTableInfo(c.read)
 	if err != nil {
 		return nil, err
 	}
 	if info == nil {
-		return c.apply(want, Diff(want, nil), false)
+		return c.apply(want, nft.Diff(want, nil), false)
 	}
 	if info.Owner != 0 && info.Owner != portID(c.write) {
-		return nil, fmt.Errorf("table inet %s: %w (netlink port %d); stop it first", TableName, ErrOwnedElsewhere, info.Owner)
+		return nil, fmt.Errorf("table inet %s: %w (netlink port %d); stop it first", nft.TableName, ErrOwnedElsewhere, info.Owner)
 	}
 	if !c.canKeep(info.Flags) {
-		d := Diff(want, nil)
-		d.Differences = append(d.Differences[:0], fmt.Sprintf("table inet %s: flags %#x cannot become %#x in place", TableName, info.Flags, c.flags))
+		d := nft.Diff(want, nil)
+		d.Differences = append(d.Differences[:0], fmt.Sprintf("table inet %s: flags %#x cannot become %#x in place", nft.TableName, info.Flags, c.flags))
 		return c.apply(want, d, true)
 	}
 	have, err := c.readContent()
 	if err != nil {
 		return nil, err
 	}
-	d := Diff(want, have)
+	d := nft.Diff(want, have)
 	if d.Rebuild {
-		rebuild := Diff(want, nil)
+		rebuild := nft.Diff(want, nil)
 		rebuild.Differences = d.Differences
 		return c.apply(want, rebuild, true)
 	}
 	if info.Flags&tableFlagOwner == 0 && c.flags&tableFlagOwner != 0 {
 		// An orphaned persistent table: the NEWTABLE in the transaction
 		// adopts it.
-		d.Differences = append(d.Differences, fmt.Sprintf("table inet %s: not owned; adopting it", TableName))
+		d.Differences = append(d.Differences, fmt.Sprintf("table inet %s: not owned; adopting it", nft.TableName))
 	}
 	return c.apply(want, d, false)
 }
@@ -216,8 +201,8 @@ func (c *Conn) canKeep(flags uint32) bool {
 	return have == want || (have == tableFlagPersist && want == tableFlagOwner|tableFlagPersist)
 }
 
-func (c *Conn) apply(want *Table, d *Delta, deleteTable bool) (*Result, error) {
-	res := &Result{Delta: d, Rebuilt: deleteTable}
+func (c *Conn) apply(want *nft.Table, d *nft.Delta, deleteTable bool) (*nft.Result, error) {
+	res := &nft.Result{Delta: d, Rebuilt: deleteTable}
 	if d.Empty() && !deleteTable {
 		c.committed = want
 		return res, nil
@@ -234,15 +219,15 @@ func (c *Conn) apply(want *Table, d *Delta, deleteTable bool) (*Result, error) {
 	res.Duration = time.Since(start)
 	if err != nil {
 		c.committed = nil
-		return res, fmt.Errorf("apply table inet %s: %w", TableName, err)
+		return res, fmt.Errorf("apply table inet %s: %w", nft.TableName, err)
 	}
 	c.flagsChecked = true
 	c.committed = want
 	return res, nil
 }
 
-func (c *Conn) send(want *Table, d *Delta, deleteTable bool, res *Result) error {
-	msgs, err := encodeDelta(d, want, deleteTable)
+func (c *Conn) send(want *nft.Table, d *nft.Delta, deleteTable bool, res *nft.Result) error {
+	msgs, err := nft.EncodeDelta(d, want, deleteTable)
 	if err != nil {
 		return err
 	}
@@ -253,7 +238,7 @@ func (c *Conn) send(want *Table, d *Delta, deleteTable bool, res *Result) error 
 	for _, m := range msgs {
 		res.Bytes += 16 + len(m.Data)
 	}
-	return sendBatch(c.write, msgs, describeMessage)
+	return sendBatch(c.write, msgs, nft.DescribeMessage)
 }
 
 // DeleteTable removes kube-fence's table and everything in it. It succeeds
@@ -264,22 +249,18 @@ func (c *Conn) DeleteTable() error {
 	if err != nil || info == nil {
 		return err
 	}
-	msgs, err := encodeDeleteTable()
+	msgs, err := nft.EncodeDeleteTable()
 	if err != nil {
 		return err
 	}
-	if err := sendBatch(c.write, msgs, describeMessage); err != nil {
+	if err := sendBatch(c.write, msgs, nft.DescribeMessage); err != nil {
 		if errors.Is(err, unix.EPERM) && info.Owner != 0 {
-			return fmt.Errorf("delete table inet %s: %w (netlink port %d); stop it first", TableName, ErrOwnedElsewhere, info.Owner)
+			return fmt.Errorf("delete table inet %s: %w (netlink port %d); stop it first", nft.TableName, ErrOwnedElsewhere, info.Owner)
 		}
-		return fmt.Errorf("delete table inet %s: %w", TableName, err)
+		return fmt.Errorf("delete table inet %s: %w", nft.TableName, err)
 	}
 	return nil
 }
-
-// Forget drops what the Conn knows of the kernel's table, so the next Sync
-// reads it back. Call it when something else may have changed the table.
-func (c *Conn) Forget() { c.committed = nil }
 
 // PortID returns the netlink port ID of the socket that sends every
 // transaction. The kernel stamps it on the change notifications a

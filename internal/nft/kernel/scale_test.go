@@ -1,10 +1,13 @@
-package nft
+package kernel
 
 import (
 	"testing"
 
+	"github.com/kube-fence/kube-fence/internal/nft"
+
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/internal/policy/synth"
+	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
 // TestApplyAtScale applies the table of a node of a 10k-pod, 1k-policy
@@ -14,10 +17,10 @@ import (
 // new rules) overflowing the receive buffer, element messages too big for
 // one netlink attribute. It asserts correctness only, never time.
 func TestApplyAtScale(t *testing.T) {
-	ns := newNS(t)
+	ns := testenv.NetNS(t)
 	c := openConn(t, ns, OwnershipAuto)
 	s := synth.Generate(synth.Config{Pods: 10000, Policies: 1000, Nodes: 100, Namespaces: 100, PodsOnNode: 110, Seed: 1})
-	want := Render(policy.Compile(s, synth.NodeName(0), policy.Options{DefaultDenyUnknown: true}))
+	want := nft.Render(policy.Compile(s, synth.NodeName(0), policy.Options{DefaultDenyUnknown: true}))
 	if _, rules, _, elems := want.Counts(); rules < 1000 || elems < 100000 {
 		t.Fatalf("the synthetic table has %d rules and %d elements; the test needs at least 1000 and 100000", rules, elems)
 	}

@@ -1,0 +1,288 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// Conn is the pipeline's connection to one node's nftables: *kernel.Conn over
+// netlink, or nfttest.Conn in memory for unit tests.
+type Conn interface {
+	Sync(want *nft.Table) (*nft.Result, error)
+	VerifyApplied(want *nft.Table, d *nft.Delta) (*nft.Delta, error)
+	Verify(want *nft.Table) (*nft.Delta, error)
+	Repair(want *nft.Table) (*nft.Result, error)
+	DeleteTable() error
+	OwnershipState() string
+	PortID() uint32
+	Close() error
+}
+
+var _ Conn = (*kernel.Conn)(nil)
+
+// Stage names the step of a sync that failed.
+type Stage string
+
+const (
+	StageApply    Stage = "apply"
+	StageReadBack Stage = "read back"
+	StageRepair   Stage = "repair"
+)
+
+// Error is a failed step. The kernel keeps the last table it committed.
+type Error struct {
+	Stage Stage
+	Err   error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Stage, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// StageOf returns the stage of a pipeline error, or "" for another error.
+func StageOf(err error) Stage {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Stage
+	}
+	return ""
+}
+
+// Span is the wall and process CPU time of one step.
+type Span struct{ Wall, CPU time.Duration }
+
+// Applied is what Apply did.
+type Applied struct {
+	Plan  *plan.Plan
+	Table *nft.Table // the desired table, now committed unless Apply failed
+	// Update says what the compiler did (a full compile or an update).
+	Update policy.UpdateStats
+	// Result is the transaction; Result.Messages is 0 when nothing changed.
+	// It is set, with what was sent, even when the transaction failed.
+	Result *nft.Result
+	// First is set on the pipeline's first transaction, which also adopts or
+	// repairs whatever table an earlier agent left.
+	First bool
+	// Compile, Render and Transaction time the steps.
+	Compile, Render, Transaction Span
+}
+
+// Check is what a read back found and did.
+type Check struct {
+	// Differences the kernel's table had from the desired one; empty when
+	// it held exactly the desired table.
+	Differences []string
+	// Repair is the transaction that removed them, nil when none was needed.
+	Repair *nft.Result
+}
+
+// Sync is what Sync did: the transaction and, when it changed something,
+// the read back of what it changed.
+type Sync struct {
+	*Applied
+	Check *Check // nil when the transaction changed nothing
+}
+
+// Changes receives object changes. Pipeline implements it; the agent's
+// store and the lab's scenario steps hand their changes to one.
+type Changes interface {
+	SetNamespace(*cluster.Namespace)
+	DeleteNamespace(name string)
+	SetPod(*cluster.Pod)
+	DeletePod(key string)
+	SetPolicy(*networkingv1.NetworkPolicy)
+	DeletePolicy(key string)
+	SetNode(*cluster.Node)
+	DeleteNode(name string)
+}
+
+var _ Changes = (*Pipeline)(nil)
+
+// Pipeline enforces one node's policy. It is not safe for concurrent use:
+// one goroutine owns it, as one writer owns the kernel's table.
+type Pipeline struct {
+	compiler *policy.Compiler
+	renderer nft.Renderer
+	conn     Conn
+	desired  *nft.Table // the table of the last Apply; what a read back compares with
+	plan     *plan.Plan
+}
+
+// New returns a pipeline for node over conn, with no objects yet. The
+// pipeline owns conn and closes it.
+func New(node string, opts policy.Options, conn Conn) *Pipeline {
+	return &Pipeline{compiler: policy.NewCompiler(node, opts), conn: conn}
+}
+
+// Open opens the netlink connection nopts describes and returns a pipeline
+// over it.
+func Open(node string, opts policy.Options, nopts kernel.Options) (*Pipeline, error) {
+	conn, err := kernel.Open(nopts)
+	if err != nil {
+		return nil, err
+	}
+	return New(node, opts, conn), nil
+}
+
+// The object changes. Objects must not be modified after they are handed
+// over: a change is a new object, as informers deliver them.
+
+func (p *Pipeline) SetPod(pod *cluster.Pod)                  { p.compiler.SetPod(pod) }
+func (p *Pipeline) DeletePod(key string)                     { p.compiler.DeletePod(key) }
+func (p *Pipeline) SetNamespace(ns *cluster.Namespace)       { p.compiler.SetNamespace(ns) }
+func (p *Pipeline) DeleteNamespace(name string)              { p.compiler.DeleteNamespace(name) }
+func (p *Pipeline) SetPolicy(np *networkingv1.NetworkPolicy) { p.compiler.SetPolicy(np) }
+func (p *Pipeline) DeletePolicy(key string)                  { p.compiler.DeletePolicy(key) }
+func (p *Pipeline) SetNode(n *cluster.Node)                  { p.compiler.SetNode(n) }
+func (p *Pipeline) DeleteNode(name string)                   { p.compiler.DeleteNode(name) }
+func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s) }
+
+// Sync brings the kernel's table to the objects as handed over so far: it
+// applies the changes (Apply) and, when the transaction changed something,
+// reads back what it changed and repairs any difference (ReadBack). The
+// rest of the table is left to Verify.
+func (p *Pipeline) Sync() (*Sync, error) {
+	a, err := p.Apply()
+	s := &Sync{Applied: a}
+	if err != nil || a.Result.Messages == 0 {
+		return s, err
+	}
+	s.Check, err = p.ReadBack(a)
+	return s, err
+}
+
+// Apply compiles what changed since the last Apply, renders it, and
+// commits the difference from the last committed table in one transaction.
+func (p *Pipeline) Apply() (*Applied, error) {
+	a := &Applied{First: p.desired == nil}
+	t := now()
+	a.Plan = p.compiler.Plan()
+	a.Update = p.compiler.LastUpdate()
+	a.Compile = t.lap()
+	a.Table = p.renderer.Render(a.Plan)
+	a.Render = t.lap()
+	res, err := p.conn.Sync(a.Table)
+	a.Transaction = t.lap()
+	if res == nil {
+		res = &nft.Result{Delta: &nft.Delta{}}
+	}
+	a.Result = res
+	if err != nil {
+		return a, &Error{StageApply, err}
+	}
+	p.desired, p.plan = a.Table, a.Plan
+	return a, nil
+}
+
+// ReadBack reads back what a's transaction changed and repairs any
+// difference from the desired table.
+func (p *Pipeline) ReadBack(a *Applied) (*Check, error) {
+	d, err := p.conn.VerifyApplied(a.Table, a.Result.Delta)
+	if err != nil {
+		return nil, &Error{StageReadBack, err}
+	}
+	return p.settle(d)
+}
+
+// Verify reads the whole table back and repairs any difference from the
+// desired one. Before the first Apply there is nothing to compare with and
+// it returns nil.
+func (p *Pipeline) Verify() (*Check, error) {
+	if p.desired == nil {
+		return nil, nil
+	}
+	d, err := p.conn.Verify(p.desired)
+	if err != nil {
+		return nil, &Error{StageReadBack, err}
+	}
+	return p.settle(d)
+}
+
+func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
+	c := &Check{Differences: d.Differences}
+	if d.Empty() {
+		return c, nil
+	}
+	res, err := p.conn.Repair(p.desired)
+	if err != nil {
+		return c, &Error{StageRepair, fmt.Errorf("%w (differences: %s)", err, strings.Join(c.Differences[:min(5, len(c.Differences))], "; "))}
+	}
+	c.Repair = res
+	return c, nil
+}
+
+// Pending returns what the next Apply would change in the committed table,
+// without changing the kernel. The bench uses it to find changes that
+// matter; a later Apply commits what it found.
+func (p *Pipeline) Pending() *nft.Delta {
+	return nft.Diff(p.renderer.Render(p.compiler.Plan()), p.desired)
+}
+
+// Plan returns the plan of the last successful Apply, or nil.
+func (p *Pipeline) Plan() *plan.Plan { return p.plan }
+
+// Desired returns the table of the last successful Apply, or nil.
+func (p *Pipeline) Desired() *nft.Table { return p.desired }
+
+// DeleteTable removes kube-fence's table from the kernel.
+func (p *Pipeline) DeleteTable() error {
+	p.desired = nil
+	return p.conn.DeleteTable()
+}
+
+// OwnershipState says which table flags are in use, for status reports.
+func (p *Pipeline) OwnershipState() string { return p.conn.OwnershipState() }
+
+// PortID is the netlink port of the socket that sends every transaction,
+// which the kernel stamps on the notifications they cause.
+func (p *Pipeline) PortID() uint32 { return p.conn.PortID() }
+
+// Close closes the connection. The table stays in the kernel.
+func (p *Pipeline) Close() error { return p.conn.Close() }
+
+type stopwatch struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+func now() *stopwatch { return &stopwatch{time.Now(), cpuTime()} }
+
+// lap returns the span since the last lap and starts the next.
+func (s *stopwatch) lap() Span {
+	w, c := time.Now(), cpuTime()
+	sp := Span{Wall: w.Sub(s.wall), CPU: c - s.cpu}
+	s.wall, s.cpu = w, c
+	return sp
+}
+
+// cpuTime is the process's user and system CPU time; one getrusage costs
+// about a microsecond, nothing beside a transaction.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Preview returns the plan and the table a pipeline for node would commit
+// for the objects of s, through the same compiler and renderer, without a
+// connection: what `kube-fence render` prints.
+func Preview(s *cluster.Snapshot, node string, opts policy.Options) (*plan.Plan, *nft.Table) {
+	c := policy.NewCompiler(node, opts)
+	c.Load(s)
+	pl := c.Plan()
+	var r nft.Renderer
+	return pl, r.Render(pl)
+}
