@@ -1,0 +1,143 @@
+//go:build peer
+
+package peer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kube-fence/kube-fence/test/e2e/framework"
+)
+
+// Run is one controller's run at one size. Times are in milliseconds,
+// memory in MiB.
+type Run struct {
+	Controller string
+	Round      int
+	// Startup is the process started to every local pod enforced.
+	Startup float64
+	// FullSync is kube-fence's first sync (the whole cluster into an
+	// empty table) and the mean of kube-router's syncs during the run
+	// (each one a full sync).
+	FullSync float64
+	// Policy is a NetworkPolicy created (the API call returned) to its
+	// rules in the kernel; Pod the same for a running pod on the node.
+	Policy, Pod float64
+	// RSS is VmRSS after the changes, Peak VmHWM.
+	RSS, Peak float64
+	// NotFinished says why the run stopped early, empty when it did not.
+	NotFinished string `json:",omitempty"`
+}
+
+func (r Run) String() string {
+	if r.NotFinished != "" {
+		return "not finished: " + r.NotFinished
+	}
+	return fmt.Sprintf("startup %.0f ms, full sync %.1f ms, policy %.1f ms, pod %.1f ms, RSS %.1f MiB (peak %.1f)",
+		r.Startup, r.FullSync, r.Policy, r.Pod, r.RSS, r.Peak)
+}
+
+// measure runs ctl once from an empty kernel: start it, wait until it
+// enforces the cluster, add a policy and a pod, read its memory, stop it
+// and take the policy and pod out again.
+func measure(t *testing.T, cp *framework.ControlPlane, c *testCluster, ctl controller, round int, host byte) Run {
+	run := Run{Controller: ctl.name(), Round: round}
+	resetKernel(t, cp)
+	ctx := t.Context()
+	begin := time.Now()
+	r := ctl.start(t)
+	defer func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("stop %s: %v", ctl.name(), err)
+		}
+	}()
+	if err := poll(ctx, *limit, func() (bool, error) { return r.enforcing(ctx) }); err != nil {
+		run.NotFinished = fmt.Sprintf("not enforcing the %d local pods within %s: %v", c.localPods, *limit, err)
+		return run
+	}
+	run.Startup = ms(time.Since(begin))
+	if err := r.mark(ctx); err != nil {
+		t.Fatalf("%s: %v", ctl.name(), err)
+	}
+
+	suffix := strings.NewReplacer(" ", "-", ".", "-").Replace(fmt.Sprintf("r%d-%s", round, ctl.name()))
+	pol := c.newPolicy("peer-" + suffix)
+	if _, err := c.client.NetworkingV1().NetworkPolicies(pol.Namespace).Create(ctx, pol, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	if err := poll(ctx, 2*time.Minute, func() (bool, error) { return r.hasPolicy(ctx, pol.Name) }); err != nil {
+		t.Fatalf("%s: policy %s/%s not enforced: %v", ctl.name(), pol.Namespace, pol.Name, err)
+	}
+	run.Policy = ms(time.Since(sent))
+
+	pod := c.newPod("peer-pod-"+suffix, host)
+	if err := c.createPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	sent = time.Now() // the status update giving it an address is the change that matters
+	if err := poll(ctx, 2*time.Minute, func() (bool, error) { return r.hasPod(ctx, pod.Name) }); err != nil {
+		t.Fatalf("%s: pod %s not enforced: %v", ctl.name(), pod.Key(), err)
+	}
+	run.Pod = ms(time.Since(sent))
+
+	var err error
+	if run.FullSync, err = r.fullSync(ctx); err != nil {
+		t.Fatalf("%s: %v", ctl.name(), err)
+	}
+	if run.RSS, err = procStatus(r.pid(), "VmRSS"); err != nil {
+		t.Fatal(err)
+	}
+	if run.Peak, err = procStatus(r.pid(), "VmHWM"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("stop %s: %v", ctl.name(), err)
+	}
+	zero := int64(0)
+	if err := c.client.NetworkingV1().NetworkPolicies(pol.Namespace).Delete(ctx, pol.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// resetKernel empties the namespace's firewall: nftables (kube-fence's
+// table and the iptables-nft tables kube-router writes through) and the
+// ipsets kube-router keeps, so each run starts from the same kernel.
+func resetKernel(t *testing.T, cp *framework.ControlPlane) {
+	for _, argv := range [][]string{{"nft", "flush", "ruleset"}, {"ipset", "destroy"}} {
+		if b, err := cp.NS.Command(argv[0], argv[1:]...); err != nil {
+			t.Fatalf("%s in the node's namespace: %v: %s", strings.Join(argv, " "), err, b)
+		}
+	}
+}
+
+// poll calls check until it reports true, timeout passes or ctx ends; a
+// check's error is kept for the timeout's message, not fatal.
+func poll(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := check()
+		if ok {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out after %s (last error: %v)", timeout, last)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

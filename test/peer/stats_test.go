@@ -1,0 +1,61 @@
+package peer
+
+import "testing"
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestRatio(t *testing.T) {
+	if got := Ratio(30, 10); got != 3 {
+		t.Errorf("Ratio(30, 10) = %v, want 3", got)
+	}
+	if got := Ratio(30, 0); got != 0 {
+		t.Errorf("Ratio(30, 0) = %v, want 0", got)
+	}
+}
+
+// save is iptables-save output in the shape kube-router v2.10 writes.
+const save = `*filter
+:KUBE-POD-FW-AAAA - [0:0]
+:KUBE-NWPLCY-BBBB - [0:0]
+-A KUBE-ROUTER-FORWARD -d 10.0.0.10/32 -m comment --comment "rule to jump traffic destined to POD name:pod-1 namespace: ns-0" -j KUBE-POD-FW-AAAA
+-A KUBE-ROUTER-OUTPUT -d 10.0.0.10/32 -m comment --comment "rule to jump traffic destined to POD name:pod-1 namespace: ns-0" -j KUBE-POD-FW-AAAA
+-A KUBE-ROUTER-FORWARD -d 10.0.0.11/32 -m comment --comment "rule to jump traffic destined to POD name:pod-10 namespace: ns-0" -j KUBE-POD-FW-CCCC
+-A KUBE-POD-FW-AAAA -m comment --comment "run through nw policy allow-web" -j KUBE-NWPLCY-BBBB
+COMMIT
+`
+
+func TestRouterRules(t *testing.T) {
+	for _, c := range []struct {
+		what string
+		got  bool
+		want bool
+	}{
+		{"policy allow-web", RouterHasPolicy(save, "allow-web"), true},
+		{"policy allow (a prefix)", RouterHasPolicy(save, "allow"), false},
+		{"pod ns-0/pod-1", RouterHasPod(save, "ns-0", "pod-1"), true},
+		{"pod ns-0/pod-10", RouterHasPod(save, "ns-0", "pod-10"), true},
+		{"pod ns-0/pod-2", RouterHasPod(save, "ns-0", "pod-2"), false},
+		{"pod ns-1/pod-1 (other namespace)", RouterHasPod(save, "ns-1", "pod-1"), false},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	if n := RouterPods(save); n != 2 {
+		t.Errorf("RouterPods = %d, want 2 (pod-1 twice, pod-10 once)", n)
+	}
+}
