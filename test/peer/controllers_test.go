@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
@@ -52,6 +55,7 @@ type kubeFence struct {
 
 func newKubeFence(t *testing.T, cp *framework.ControlPlane, c *testCluster) *kubeFence {
 	want := len(policy.Compile(c.s, c.node, policy.Options{}).Pods)
+	framework.KubeFenceBinary(t) // built now, not in the first run's startup time
 	return &kubeFence{cp: cp, c: c, kubeconfig: cp.AgentKubeconfig(t), want: want}
 }
 
@@ -156,7 +160,34 @@ func newKubeRouter(t *testing.T, cp *framework.ControlPlane, c *testCluster, bin
 	if st, err := os.Stat(bin); err != nil || st.Mode()&0o111 == 0 {
 		t.Fatalf("-peer.kube-router: %s is not an executable (run hack/build-kube-router.sh): %v", bin, err)
 	}
+	addNodeAddresses(t, cp, c.s.Nodes[0].Addresses)
 	return &kubeRouter{cp: cp, c: c, bin: bin, version: routerVersion(bin)}
+}
+
+// addNodeAddresses puts the node's addresses on the namespace's loopback,
+// as host addresses (/32, /128), so the namespace has them as a real node
+// does: kube-router's policy controller refuses to start without an
+// interface holding the node's IP (it looks up the node's subnet there).
+// kube-fence does not need them; it runs with them all the same.
+func addNodeAddresses(t *testing.T, cp *framework.ControlPlane, addrs []netip.Addr) {
+	h, err := cp.NS.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		addr, err := netlink.ParseAddr(netip.PrefixFrom(a, a.BitLen()).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.AddrReplace(lo, addr); err != nil {
+			t.Fatalf("add %s to lo in the node's namespace: %v", addr, err)
+		}
+	}
 }
 
 func (k *kubeRouter) name() string { return "kube-router " + k.version }
@@ -168,7 +199,8 @@ func (k *kubeRouter) start(t *testing.T) running {
 		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
 		"--kubeconfig="+k.cp.AdminKubeconfig, "--hostname-override="+k.c.node,
 		"--enable-ipv4=true", "--enable-ipv6=true",
-		"--metrics-port=9952", "--metrics-path=/metrics", "--health-port=9953", "-v=1")
+		"--metrics-addr=127.0.0.1", "--metrics-port=9952", "--metrics-path=/metrics",
+		"--health-addr=127.0.0.1", "--health-port=9953", "-v=1")
 	return &routerRun{p: p, cp: k.cp, c: k.c, client: &http.Client{
 		Transport: &http.Transport{DialContext: framework.NSDialer(k.cp.NS), DisableKeepAlives: true},
 		Timeout:   5 * time.Second,
@@ -216,7 +248,7 @@ func (r *routerRun) scrape(ctx context.Context) ([]framework.Metric, error) {
 func (r *routerRun) enforcing(ctx context.Context) (bool, error) {
 	select {
 	case <-r.p.Exited():
-		return false, fmt.Errorf("kube-router exited: %v\n%s", r.p.ExitError(), r.p.Tail(30))
+		return false, fmt.Errorf("%w: %v\n%s", errExited, r.p.ExitError(), r.p.Tail(30))
 	default:
 	}
 	s, err := r.save()

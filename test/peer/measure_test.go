@@ -4,6 +4,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -57,6 +58,9 @@ func measure(t *testing.T, cp *framework.ControlPlane, c *testCluster, ctl contr
 		}
 	}()
 	if err := poll(ctx, *limit, func() (bool, error) { return r.enforcing(ctx) }); err != nil {
+		if errors.Is(err, errExited) {
+			t.Fatalf("%s: %v", ctl.name(), err)
+		}
 		run.NotFinished = fmt.Sprintf("not enforcing the %d local pods within %s: %v", c.localPods, *limit, err)
 		return run
 	}
@@ -120,8 +124,19 @@ func resetKernel(t *testing.T, cp *framework.ControlPlane) {
 	}
 }
 
+// pollEvery is the resolution of every time measured here. Looking
+// costs the controllers CPU (a /metrics scrape, an iptables-save that takes
+// the nftables lock kube-router's iptables-restore needs), so not
+// continuously.
+const pollEvery = 10 * time.Millisecond
+
+// errExited is what a check returns once the controller has exited: no
+// point polling on.
+var errExited = errors.New("the controller exited")
+
 // poll calls check until it reports true, timeout passes or ctx ends; a
-// check's error is kept for the timeout's message, not fatal.
+// check's error is kept for the timeout's message, not fatal, unless the
+// controller exited.
 func poll(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -130,11 +145,14 @@ func poll(ctx context.Context, timeout time.Duration, check func() (bool, error)
 		if ok {
 			return nil
 		}
+		if errors.Is(err, errExited) {
+			return err
+		}
 		last = err
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-time.After(pollEvery):
 		}
 	}
 	return fmt.Errorf("timed out after %s (last error: %v)", timeout, last)
