@@ -6,9 +6,12 @@
 # whose only requirement is github.com/cloudnativelabs/kube-router/v2 at that
 # version (-mod=mod resolves the rest from kube-router's own go.mod).
 #
-# The default versions are the ones the proxy serves that matter to K3s users:
-# v2.11.1, the newest, and v2.10.0, the nearest served release to v2.6.x (the
-# line K3s embeds), which the proxy does not serve (see docs/benchmarks-peer.md).
+# The default is v2.10.0. Of kube-router's v2 releases the module proxy serves
+# only v2.10.0 and v2.1.0 whole (checked 2026-12-03): v2.11.1, the newest,
+# answers its .info but 403 for its .mod and .zip, and no v2.6.x (the line K3s
+# embeds) is served. v2.10.0 is the nearest served release to both; v2.1.0 is
+# older than v2.6 and flagged for security issues. docs/benchmarks-peer.md
+# says what that means for the comparison.
 #
 # A no-op for a version whose binary is already there, built by the same Go
 # (recorded in _output/bin/kube-router-<version>.version). The cold build

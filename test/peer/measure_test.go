@@ -80,6 +80,10 @@ func measure(t *testing.T, cp *framework.ControlPlane, c *testCluster, ctl contr
 	}
 	run.Policy = ms(time.Since(sent))
 
+	// Each change is timed from a quiet controller: kube-fence reads back
+	// what it committed after each transaction, and a pod arriving during
+	// the read back of the policy's 1-2k elements would wait for it.
+	time.Sleep(quiet)
 	pod := c.newPod("peer-pod-"+suffix, host)
 	if err := c.createPod(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -129,6 +133,9 @@ func resetKernel(t *testing.T, cp *framework.ControlPlane) {
 // the nftables lock kube-router's iptables-restore needs), so not
 // continuously.
 const pollEvery = 10 * time.Millisecond
+
+// quiet is the pause between the policy enforced and the pod created.
+const quiet = 2 * time.Second
 
 // errExited is what a check returns once the controller has exited: no
 // point polling on.
