@@ -15,34 +15,6 @@ import (
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
 )
 
-// Run is one controller's run at one size. Times are in milliseconds,
-// memory in MiB.
-type Run struct {
-	Controller string
-	Round      int
-	// Startup is the process started to every local pod enforced.
-	Startup float64
-	// FullSync is kube-fence's first sync (the whole cluster into an
-	// empty table) and the mean of kube-router's syncs during the run
-	// (each one a full sync).
-	FullSync float64
-	// Policy is a NetworkPolicy created (the API call returned) to its
-	// rules in the kernel; Pod the same for a running pod on the node.
-	Policy, Pod float64
-	// RSS is VmRSS after the changes, Peak VmHWM.
-	RSS, Peak float64
-	// NotFinished says why the run stopped early, empty when it did not.
-	NotFinished string `json:",omitempty"`
-}
-
-func (r Run) String() string {
-	if r.NotFinished != "" {
-		return "not finished: " + r.NotFinished
-	}
-	return fmt.Sprintf("startup %.0f ms, full sync %.1f ms, policy %.1f ms, pod %.1f ms, RSS %.1f MiB (peak %.1f)",
-		r.Startup, r.FullSync, r.Policy, r.Pod, r.RSS, r.Peak)
-}
-
 // measure runs ctl once from an empty kernel: start it, wait until it
 // enforces the cluster, add a policy and a pod, read its memory, stop it
 // and take the policy and pod out again.

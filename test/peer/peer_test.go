@@ -26,21 +26,6 @@ var (
 	out     = flag.String("peer.out", "", "write the raw numbers to this file as JSON")
 )
 
-// Report is what -peer.out holds.
-type Report struct {
-	Date     string
-	Kernel   string
-	Iptables string
-	Rounds   int
-	Sizes    []Size
-}
-
-// Size is every run at one cluster size.
-type Size struct {
-	Pods, Policies, LocalPods int
-	Runs                      []Run
-}
-
 // TestPeer runs kube-fence and each kube-router binary against the same
 // synthetic cluster, in alternating order, -peer.rounds times per size.
 // `make bench-peer` runs it; docs/benchmarks-peer.md has its results.
@@ -63,6 +48,7 @@ func TestPeer(t *testing.T) {
 			report.Sizes = append(report.Sizes, measureSize(t, n))
 		})
 	}
+	t.Logf("medians of %d rounds:\n%s", *rounds, report.Table())
 	if *out != "" {
 		b, _ := json.MarshalIndent(report, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {

@@ -1,6 +1,9 @@
 package peer
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMedian(t *testing.T) {
 	for _, c := range []struct {
@@ -57,5 +60,26 @@ func TestRouterRules(t *testing.T) {
 	}
 	if n := RouterPods(save); n != 2 {
 		t.Errorf("RouterPods = %d, want 2 (pod-1 twice, pod-10 once)", n)
+	}
+}
+
+func TestTable(t *testing.T) {
+	rep := Report{Sizes: []Size{{Pods: 100, Policies: 10, LocalPods: 97, Runs: []Run{
+		{Controller: "kube-fence", Policy: 10, Pod: 20, FullSync: 100, Startup: 300, RSS: 40, Peak: 44},
+		{Controller: "kube-router v2.10.0", Policy: 1000, Pod: 2000, FullSync: 1000, Startup: 900, RSS: 60, Peak: 88},
+		{Controller: "kube-fence", Policy: 30, Pod: 40, FullSync: 200, Startup: 500, RSS: 42, Peak: 46},
+		{Controller: "kube-router v2.10.0", NotFinished: "too slow"},
+	}}}}
+	got := rep.Table()
+	for _, want := range []string{
+		"100 pods, 10 policies, 97 enforced on the node",
+		"| | kube-fence | kube-router v2.10.0 | kube-router v2.10.0 / kube-fence |",
+		"| policy to kernel (ms) | 20.0 | 1000.0 | 50.0x |",
+		"| full sync (ms) | 150.0 | 1000.0 | 6.7x |",
+		"| peak RSS (MiB) | 45.0 | 88.0 | 2.0x |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
 	}
 }
