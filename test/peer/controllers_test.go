@@ -71,8 +71,6 @@ type fenceRun struct {
 	a                     *framework.Agent
 	want                  int
 	txs, policies, podsOK float64
-	first                 float64 // the first sync, read at mark
-	firstErr              error
 }
 
 func (r *fenceRun) pid() int { return r.a.Pid() }
@@ -103,7 +101,6 @@ func (r *fenceRun) mark(ctx context.Context) error {
 	r.txs, _ = framework.Value(m, "kube_fence_transactions_total", "")
 	r.policies, _ = framework.Value(m, "kube_fence_policies", `state="enforced"`)
 	r.podsOK, _ = framework.Value(m, "kube_fence_pods_enforced", "")
-	r.first, r.firstErr = firstObservation(m, "kube_fence_sync_duration_seconds")
 	return nil
 }
 
@@ -129,23 +126,19 @@ func (r *fenceRun) hasPod(ctx context.Context, _ string) (bool, error) {
 	return txs > r.txs && p > r.podsOK, nil
 }
 
-// fullSync is the agent's first sync, read at mark: the whole cluster
-// compiled, rendered and committed into an empty kernel table. Later syncs
-// apply only what changed, so they are no full syncs.
-func (r *fenceRun) fullSync(context.Context) (float64, error) { return r.first, r.firstErr }
+// fullSync is the agent's first sync: the whole cluster compiled,
+// rendered and committed into an empty kernel table (FenceFullSync). Later
+// syncs apply only what changed, so they are no full syncs.
+func (r *fenceRun) fullSync(context.Context) (float64, error) {
+	b, err := os.ReadFile(r.a.LogPath)
+	if err != nil {
+		return 0, err
+	}
+	d, err := FenceFullSync(string(b))
+	return ms(d), err
+}
 
 func (r *fenceRun) stop() error { return r.a.Stop(10 * time.Second) }
-
-// firstObservation is a histogram's only observation, in milliseconds, read
-// before a second one could happen.
-func firstObservation(m []framework.Metric, hist string) (float64, error) {
-	n, _ := framework.Value(m, hist+"_count", "")
-	sum, _ := framework.Value(m, hist+"_sum", "")
-	if n != 1 {
-		return 0, fmt.Errorf("%s has %v observations, want the first only", hist, n)
-	}
-	return sum * 1000, nil
-}
 
 // kubeRouter runs kube-router's network policy controller alone, with
 // iptables as its backend (the only one v2.10 has), IPv4 and IPv6.

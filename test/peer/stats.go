@@ -1,8 +1,11 @@
 package peer
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Median returns the median of xs, the mean of the middle two for an even
@@ -64,4 +67,30 @@ func RouterPods(save string) int {
 		}
 	}
 	return len(seen)
+}
+
+// FenceFullSync returns how long the agent's first sync of its latest start
+// took, from its log: the last run's `table updated` line with
+// fullCompile=true, whose took= is the snapshot to the kernel holding the
+// table (compile, render, diff, apply), the span kube-router's sync-time
+// metric covers too. The agent's sync_duration_seconds histogram adds the
+// read back after the transaction, and cannot tell the first sync from the
+// small ones that follow at once. The framework starts each run's log with
+// a line beginning "=== ".
+func FenceFullSync(log string) (time.Duration, error) {
+	if i := strings.LastIndex(log, "\n=== "); i >= 0 {
+		log = log[i+1:]
+	}
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, `msg="table updated"`) || !strings.Contains(line, "fullCompile=true") {
+			continue
+		}
+		_, took, ok := strings.Cut(line, " took=")
+		if !ok {
+			return 0, fmt.Errorf("agent log line has no took=: %q", line)
+		}
+		took, _, _ = strings.Cut(strings.TrimSpace(took), " ")
+		return time.ParseDuration(took)
+	}
+	return 0, errors.New("the agent's log has no full sync (table updated with fullCompile=true) since its last start")
 }

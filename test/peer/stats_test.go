@@ -3,6 +3,7 @@ package peer
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -81,5 +82,23 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+func TestFenceFullSync(t *testing.T) {
+	const run1 = `=== 2026-12-03T10:24:44Z: ["kube-fence" "agent"]
+time=2026-12-03T10:24:44.627Z level=INFO msg="table updated" changes=1 elementsAdded=2529 messages=1343 fullCompile=true took=900ms
+`
+	const run2 = `=== 2026-12-03T10:25:44Z: ["kube-fence" "agent"]
+time=2026-12-03T10:25:44.510Z level=INFO msg="cluster state listed; enforcing"
+time=2026-12-03T10:25:44.627Z level=INFO msg="table updated" changes=1 elementsAdded=2529 messages=1343 rebuilt=false fullCompile=true took=115.944071ms
+time=2026-12-03T10:25:44.871Z level=INFO msg="table updated" changes=12 elementsAdded=18 messages=17 rebuilt=false fullCompile=false took=2ms
+`
+	got, err := FenceFullSync(run1 + run2)
+	if err != nil || got != 115944071*time.Nanosecond {
+		t.Errorf("FenceFullSync = %v, %v; want 115.944071ms from the last run", got, err)
+	}
+	if _, err := FenceFullSync(run1 + "=== 2026-12-03T10:26:00Z: [\"kube-fence\"]\n"); err == nil {
+		t.Error("FenceFullSync found a full sync in a run that has none")
 	}
 }
