@@ -20,10 +20,11 @@ conformance:
 # ./...` (build tag peer); about 15 minutes on 2 cores.
 PEER_ROUTERS ?= v2.10.0
 PEER_FLAGS ?= -peer.sizes=100,1000 -peer.rounds=5
+PEER_OUT ?= $(CURDIR)/_output/benchmarks-peer.json
 bench-peer:
 	./hack/build-kube-apiserver.sh
 	./hack/build-kube-router.sh $(PEER_ROUTERS)
 	mkdir -p _output
 	go test -tags peer -count=1 -timeout 90m -v ./test/peer/ -run '^TestPeer$$' $(PEER_FLAGS) \
 		-peer.kube-router=$(subst $(space),$(comma),$(addprefix $(CURDIR)/_output/bin/kube-router-,$(PEER_ROUTERS))) \
-		-peer.out=$(CURDIR)/_output/benchmarks-peer.json
+		-peer.out=$(PEER_OUT)
