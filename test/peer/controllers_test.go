@@ -205,8 +205,9 @@ type routerRun struct {
 	cp     *framework.ControlPlane
 	c      *testCluster
 	client *http.Client
-	// syncs and syncSum are the sync-time histogram at mark.
-	syncs, syncSum float64
+	// syncs and syncSum are the sync-time histogram at mark; looked is
+	// its count when iptables-save was last read.
+	syncs, syncSum, looked float64
 }
 
 func (r *routerRun) pid() int { return r.p.Pid() }
@@ -237,18 +238,37 @@ func (r *routerRun) scrape(ctx context.Context) ([]framework.Metric, error) {
 	return m, nil
 }
 
-// enforcing: a full sync is done and every local pod has its chain.
-func (r *routerRun) enforcing(ctx context.Context) (bool, error) {
+// The checks below read iptables-save only once kube-router has finished a
+// sync since the last look (its sync-time histogram counts one more): a
+// dump of the whole filter table every 10 ms would take a core from
+// kube-router on a 2-core machine. kube-router observes the sync time after
+// iptables-restore and the ipset restore returned, so the rules are in the
+// kernel by then, and the time is taken when the sync is seen.
+
+// synced reports whether kube-router finished a sync since the last call,
+// and then whether the rules it wrote satisfy has.
+func (r *routerRun) synced(ctx context.Context, has func(save string) bool) (bool, error) {
 	select {
 	case <-r.p.Exited():
 		return false, fmt.Errorf("%w: %v\n%s", errExited, r.p.ExitError(), r.p.Tail(30))
 	default:
 	}
-	s, err := r.save()
+	m, err := r.scrape(ctx)
 	if err != nil {
 		return false, err
 	}
-	return RouterPods(s) >= r.c.localPods, nil
+	n, _ := framework.Value(m, routerSync+"_count", "")
+	if n <= r.looked {
+		return false, nil
+	}
+	r.looked = n
+	s, err := r.save()
+	return err == nil && has(s), err
+}
+
+// enforcing: a sync is done and every local pod has its chain.
+func (r *routerRun) enforcing(ctx context.Context) (bool, error) {
+	return r.synced(ctx, func(s string) bool { return RouterPods(s) >= r.c.localPods })
 }
 
 const routerSync = "kube_router_controller_iptables_sync_time"
@@ -260,17 +280,16 @@ func (r *routerRun) mark(ctx context.Context) error {
 	}
 	r.syncs, _ = framework.Value(m, routerSync+"_count", "")
 	r.syncSum, _ = framework.Value(m, routerSync+"_sum", "")
+	r.looked = r.syncs
 	return nil
 }
 
-func (r *routerRun) hasPolicy(_ context.Context, name string) (bool, error) {
-	s, err := r.save()
-	return err == nil && RouterHasPolicy(s, name), err
+func (r *routerRun) hasPolicy(ctx context.Context, name string) (bool, error) {
+	return r.synced(ctx, func(s string) bool { return RouterHasPolicy(s, name) })
 }
 
-func (r *routerRun) hasPod(_ context.Context, name string) (bool, error) {
-	s, err := r.save()
-	return err == nil && RouterHasPod(s, r.c.namespace, name), err
+func (r *routerRun) hasPod(ctx context.Context, name string) (bool, error) {
+	return r.synced(ctx, func(s string) bool { return RouterHasPod(s, r.c.namespace, name) })
 }
 
 // fullSync is the mean of kube-router's syncs since mark: each one is a
