@@ -17,7 +17,7 @@ conformance:
 # kube-fence against kube-router's network policy controller in one sitting
 # (test/peer, docs/benchmarks-peer.md): builds kube-router from the Go module
 # proxy, then alternates the two at 100 and 1k pods. Not part of `go test
-# ./...` (build tag peer); about 15 minutes on 2 cores.
+# ./...` (build tag peer); about 4 minutes on 2 cores once both are built.
 PEER_ROUTERS ?= v2.10.0
 PEER_FLAGS ?= -peer.sizes=100,1000 -peer.rounds=5
 PEER_OUT ?= $(CURDIR)/_output/benchmarks-peer.json
