@@ -1,5 +1,8 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance fuzz
+.PHONY: test conformance fuzz bench-peer
+comma := ,
+empty :=
+space := $(empty) $(empty)
 
 test:
 	./hack/test.sh
@@ -16,3 +19,18 @@ conformance:
 FUZZTIME ?= 10m
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
+
+# kube-fence against kube-router's network policy controller in one sitting
+# (test/peer, docs/benchmarks-peer.md): builds kube-router from the Go module
+# proxy, then alternates the two at 100 and 1k pods. Not part of `go test
+# ./...` (build tag peer); about 4 minutes on 2 cores once both are built.
+PEER_ROUTERS ?= v2.10.0
+PEER_FLAGS ?= -peer.sizes=100,1000 -peer.rounds=5
+PEER_OUT ?= $(CURDIR)/_output/benchmarks-peer.json
+bench-peer:
+	./hack/build-kube-apiserver.sh
+	./hack/build-kube-router.sh $(PEER_ROUTERS)
+	mkdir -p _output
+	go test -tags peer -count=1 -timeout 90m -v ./test/peer/ -run '^TestPeer$$' $(PEER_FLAGS) \
+		-peer.kube-router=$(subst $(space),$(comma),$(addprefix $(CURDIR)/_output/bin/kube-router-,$(PEER_ROUTERS))) \
+		-peer.out=$(PEER_OUT)
