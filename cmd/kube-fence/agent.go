@@ -9,9 +9,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
@@ -59,7 +56,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			client, err := kubeClient(cfg.Kubeconfig)
+			client, err := kubeClient(cfg.Kubeconfig, "kube-fence-agent")
 			if err != nil {
 				return err
 			}
@@ -81,26 +78,6 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	f.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", logFormat, "text or json")
 	return cmd
-}
-
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		config *rest.Config
-		err    error
-	)
-	if kubeconfig != "" {
-		config, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		config, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("API server configuration: %w", err)
-	}
-	config.UserAgent = "kube-fence-agent"
-	// Watches carry the load; a modest rate keeps relists after an API
-	// server restart from hammering it on big clusters.
-	config.QPS, config.Burst = 20, 40
-	return kubernetes.NewForConfig(config)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

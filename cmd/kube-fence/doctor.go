@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kube-fence/kube-fence/internal/doctor"
 	"github.com/kube-fence/kube-fence/internal/doctor/guard"
@@ -157,28 +154,11 @@ func watchOrGuard(ctx context.Context, c doctor.Check, f doctorFlags) error {
 	g := &guard.Guard{Check: c, Listen: f.listen, Node: f.node, Log: c.Log}
 	g.Check.Out = nil // the guard logs events, not whole reports
 	if f.node != "" {
-		client, err := doctorClient(f.kubeconfig)
+		client, err := kubeClient(f.kubeconfig, "kube-fence-doctor")
 		if err != nil {
 			return err
 		}
 		g.Client = client
 	}
 	return g.Run(ctx)
-}
-
-func doctorClient(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		config *rest.Config
-		err    error
-	)
-	if kubeconfig != "" {
-		config, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		config, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("API server configuration for --node: %w", err)
-	}
-	config.UserAgent = "kube-fence-doctor"
-	return kubernetes.NewForConfig(config)
 }

@@ -114,7 +114,7 @@ func explainSnapshot(cmd *cobra.Command, file, kubeconfig, addresses string) (*c
 		}
 		return snap, nil
 	}
-	client, err := kubeClient(kubeconfig)
+	client, err := kubeClient(kubeconfig, "kube-fence-explain")
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,11 +83,11 @@ func (c *testCluster) create(t *testing.T) {
 		}
 		c.cp.CreateNamespace(t, ns.Name, labels)
 	}
-	parallel(t, len(c.s.Policies), func(i int) error {
+	framework.Parallel(t, len(c.s.Policies), func(i int) error {
 		_, err := c.client.NetworkingV1().NetworkPolicies(c.s.Policies[i].Namespace).Create(ctx, c.s.Policies[i], metav1.CreateOptions{})
 		return err
 	})
-	parallel(t, len(c.s.Pods), func(i int) error { return c.createPod(ctx, c.s.Pods[i]) })
+	framework.Parallel(t, len(c.s.Pods), func(i int) error { return c.createPod(ctx, c.s.Pods[i]) })
 }
 
 func (c *testCluster) createPod(ctx context.Context, p *cluster.Pod) error {
@@ -142,41 +141,5 @@ func (c *testCluster) newPolicy(name string) *networkingv1.NetworkPolicy {
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
 			}},
 		},
-	}
-}
-
-// parallel runs f for 0..n-1 on a few workers and fails the test on the
-// first error.
-func parallel(t *testing.T, n int, f func(i int) error) {
-	t.Helper()
-	const workers = 16
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	for i := range n {
-		select {
-		case next <- i:
-		case err := <-errs:
-			close(next)
-			wg.Wait()
-			t.Fatal(err)
-		}
-	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -164,11 +163,11 @@ func createCluster(t *testing.T, cp *framework.ControlPlane, c *kubernetes.Clien
 		}
 		cp.CreateNamespace(t, ns.Name, labels)
 	}
-	parallel(t, len(s.Policies), func(i int) error {
+	framework.Parallel(t, len(s.Policies), func(i int) error {
 		_, err := c.NetworkingV1().NetworkPolicies(s.Policies[i].Namespace).Create(ctx, s.Policies[i], metav1.CreateOptions{})
 		return err
 	})
-	parallel(t, len(s.Pods), func(i int) error { return createPod(ctx, c, s.Pods[i]) })
+	framework.Parallel(t, len(s.Pods), func(i int) error { return createPod(ctx, c, s.Pods[i]) })
 }
 
 func createPod(ctx context.Context, c *kubernetes.Clientset, p *cluster.Pod) error {
@@ -191,44 +190,6 @@ func createPod(ctx context.Context, c *kubernetes.Clientset, p *cluster.Pod) err
 	}
 	_, err = c.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{})
 	return err
-}
-
-// parallel runs f for 0..n-1 on a few workers and fails the test on the
-// first error.
-func parallel(t *testing.T, n int, f func(i int) error) {
-	t.Helper()
-	const workers = 16
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := range n {
-		select {
-		case next <- i:
-		case err := <-errs:
-			close(next)
-			wg.Wait()
-			t.Fatal(err)
-		}
-	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
 }
 
 // changeLatency adds pods on other nodes like existing ones, chosen so
