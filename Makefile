@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance
+.PHONY: test conformance e2e-node
 
 test:
 	./hack/test.sh
@@ -10,3 +10,9 @@ conformance:
 	mkdir -p _output
 	go test -count=1 -timeout 60m -v ./test/conformance/ \
 		-conformance.long -conformance.report=$(CURDIR)/_output/conformance.md
+
+# The upstream Netpol e2e suite against a real node (hack/node.sh) with
+# kube-fence installed from deploy/; results in _output/e2e-node/ and
+# docs/conformance.md. NODES=2 for two nodes.
+e2e-node:
+	./hack/e2e-node.sh --nodes $(or $(NODES),1)
