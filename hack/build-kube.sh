@@ -91,7 +91,7 @@ if ((${#cmds[@]})); then
 fi
 if ((e2e)); then
   echo "building e2e.test at $version (cold: see docs/testing-e2e.md) ..."
-  go test -c -trimpath -ldflags "$ldflags" -o "$tmp/e2e.test" k8s.io/kubernetes/test/e2e
+  go test -c -vet=off -trimpath -ldflags "$ldflags" -o "$tmp/e2e.test" k8s.io/kubernetes/test/e2e
 fi
 
 for n in "${stale[@]}"; do
