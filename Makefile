@@ -13,6 +13,6 @@ conformance:
 
 # The upstream Netpol e2e suite against a real node (hack/node.sh) with
 # kube-fence installed from deploy/; results in _output/e2e-node/ and
-# docs/conformance.md. NODES=2 for two nodes.
+# docs/conformance.md. NODES=2 for two nodes, IPV6=1 for IPv6 first.
 e2e-node:
-	./hack/e2e-node.sh --nodes $(or $(NODES),1)
+	./hack/e2e-node.sh --nodes $(or $(NODES),1) $(if $(IPV6),--ipv6)

@@ -338,7 +338,7 @@ e2e() {
   mkdir -p "$S/e2e"
   cd "$S/e2e"
   nsnet node-1 "$bin/e2e.test" --kubeconfig="$pki/admin.kubeconfig" --kubectl-path="$bin/kubectl" \
-    --provider=skeleton --report-dir="$S/e2e" --minStartupPods=1 "$@"
+    --provider=skeleton --report-dir="$S/e2e" --minStartupPods=1 --disable-log-dump "$@"
 }
 
 node_arg() {
