@@ -10,8 +10,8 @@
 #                                                    start; last line: the admin kubeconfig
 #   hack/node.sh down                                stop and remove everything up made
 #   hack/node.sh kubectl ARGS...                     kubectl against the node, from anywhere
-#   hack/node.sh exec [--node I] CMD...              CMD nsrun node I's network namespace (default 1)
-#   hack/node.sh images [--node I]                   image references nsrun node I's containerd
+#   hack/node.sh exec [--node I] CMD...              CMD in node I's network namespace (default 1)
+#   hack/node.sh images [--node I]                   image references in node I's containerd
 #   hack/node.sh e2e [E2E.TEST ARGS...]              the upstream e2e.test against the node
 #
 # Nothing touches the machine's own network namespace, firewall, sysctls or
@@ -62,7 +62,7 @@ nsnet() {
 }
 
 # start NAME LOG CMD...: CMD in NAME's namespaces, in the tracking cgroup,
-# detached, logging to $S/LOG.log; records its pid nsrun $S/LOG.pid.
+# detached, logging to $S/LOG.log; records its pid in $S/LOG.pid.
 start() {
   local ns="$1" name="$2"; shift 2
   local h; h="$(holder "$ns")"
@@ -120,7 +120,7 @@ make_cgroups() {
 }
 
 # node_fs I: node I's private view of the machine: its own /run, /var/log,
-# overlays over /var/lib and /opt (writes land nsrun $S/node-I), and the kernel
+# overlays over /var/lib and /opt (writes land in $S/node-I), and the kernel
 # settings the kubelet checks.
 node_fs() {
   local i="$1" d="$S/node-$1" h kv
