@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance fuzz bench-peer
+.PHONY: test conformance fuzz bench-peer e2e-node
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -34,3 +34,9 @@ bench-peer:
 	go test -tags peer -count=1 -timeout 90m -v ./test/peer/ -run '^TestPeer$$' $(PEER_FLAGS) \
 		-peer.kube-router=$(subst $(space),$(comma),$(addprefix $(CURDIR)/_output/bin/kube-router-,$(PEER_ROUTERS))) \
 		-peer.out=$(PEER_OUT)
+
+# The upstream Netpol e2e suite against a real node (hack/node.sh) with
+# kube-fence installed from deploy/; results in _output/e2e-node/ and
+# docs/conformance.md. NODES=2 for two nodes, IPV6=1 for IPv6 first.
+e2e-node:
+	./hack/e2e-node.sh --nodes $(or $(NODES),1) $(if $(IPV6),--ipv6)

@@ -14,10 +14,13 @@ ensure_go
 # etcd-server: /usr/bin/etcd for test/e2e; iproute2: `ip` for the lab and
 # the tests; ipset: the kube-router ipsets of the K3s migration test;
 # curl, ca-certificates and unzip: the Go bootstrap and its test
-# (test/bootstrap), which downloads the pinned toolchain as a user would.
+# (test/bootstrap), which downloads the pinned toolchain as a user would;
+# containerd, runc, containernetworking-plugins: the kubelet's runtime and CNI
+# on the node of hack/node.sh (test/node); ca-certificates, tzdata: what the
+# kube-fence image holds besides the binary (hack/images).
 # (util-linux's unshare, setpriv and mount, which confine the agent in
 # test/e2e as its container would be, are essential packages.)
-packages=(iptables nftables etcd-server iproute2 ipset curl ca-certificates unzip)
+packages=(iptables nftables etcd-server iproute2 ipset curl ca-certificates unzip containerd runc containernetworking-plugins tzdata openssl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,7 +33,9 @@ if ((${#missing[@]})); then
   apt-get update
   # A policy-rc.d that denies every start keeps etcd-server's postinst from
   # starting an etcd daemon on the host: the tests run their own inside a
-  # network namespace. One already present (containers ship one) is kept.
+  # network namespace, and containerd's from starting one on the host: the
+  # node of hack/node.sh runs its own. One already present (containers ship
+  # one) is kept.
   policy=/usr/sbin/policy-rc.d
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy"
@@ -40,13 +45,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-for bin in etcd nft iptables ip ipset unshare setpriv; do
+for bin in etcd nft iptables ip ipset unshare setpriv nsenter containerd runc ctr openssl; do
   command -v "$bin" >/dev/null || { echo "$bin is missing after installing ${packages[*]}" >&2; exit 1; }
 done
 
 cd "$root"
 GOFLAGS="-mod=readonly" GOWORK=off go mod download
-"$root/hack/build-kube-apiserver.sh"
+# kube-apiserver for test/e2e; the node's binaries, agnhost and e2e.test for
+# test/node (a rebuild with a warm Go cache only links).
+"$root/hack/build-kube.sh"
 # The agent the e2e tests run, built as the image ships it (static). Building
 # it here fills Go's cache for CGO_ENABLED=0 once, outside the tests' time.
 "$root/hack/build-static.sh" "$root/_output/e2e/kube-fence"
@@ -55,3 +62,6 @@ GOFLAGS="-mod=readonly" GOWORK=off go mod download
 # _output/iptables/VERSION/ (never on PATH). Cached; cold about 30 s in all.
 "$root/hack/build-iptables.sh" 1.8.7 >/dev/null
 "$root/hack/build-iptables.sh" 1.8.11 >/dev/null
+# The image tool of hack/node.sh (a module of its own), fetched and compiled
+# here rather than in the test's time.
+(cd "$root/hack/images" && GOFLAGS="-mod=readonly" GOWORK=off go mod download)
