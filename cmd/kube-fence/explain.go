@@ -11,8 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
-	"github.com/kube-fence/kube-fence/internal/cluster/fetch"
 	"github.com/kube-fence/kube-fence/internal/explain"
+	"github.com/kube-fence/kube-fence/internal/lister"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -120,7 +120,7 @@ func explainSnapshot(cmd *cobra.Command, file, kubeconfig, addresses string) (*c
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	snap, warnings, err := fetch.Snapshot(ctx, client)
+	snap, warnings, err := lister.Snapshot(ctx, client)
 	if err != nil {
 		return nil, fmt.Errorf("read the cluster: %w", err)
 	}

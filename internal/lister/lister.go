@@ -1,8 +1,8 @@
-// Package fetch reads a cluster snapshot from a live API server once, for
+// Package lister reads a cluster snapshot from a live API server once, for
 // commands that look at a cluster without enforcing anything (`kube-fence
 // explain --kubeconfig`). It only lists; it never writes. The agent keeps its
 // snapshot current with informers instead (internal/agent).
-package fetch
+package lister
 
 import (
 	"context"
