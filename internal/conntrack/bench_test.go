@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	ct "github.com/ti-mo/conntrack"
+
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // BenchmarkCut measures one Cut over a table of 2×N entries (TCP
@@ -58,12 +60,12 @@ func fill(b *testing.B, c *Conn, n int) {
 			dst = netip.MustParseAddr("fd00:99::2")
 		}
 		port := uint16(8080 + i%2)
-		proto := uint8(TCP)
+		proto := uint8(plan.TCP)
 		if i%8 >= 4 {
-			proto = uint8(UDP)
+			proto = uint8(plan.UDP)
 		}
 		f := ct.NewFlow(proto, 0, src, dst, uint16(10000+i%50000), port, 600, 0)
-		if proto == uint8(TCP) {
+		if proto == uint8(plan.TCP) {
 			f.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: established}
 		}
 		if err := c.c.Create(f); err != nil {

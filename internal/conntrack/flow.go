@@ -5,34 +5,16 @@ import (
 	"net/netip"
 
 	ct "github.com/ti-mo/conntrack"
-	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
-
-// Protocol is a transport protocol number of the flows judged here.
-type Protocol uint8
-
-// The protocols whose connections are judged.
-const (
-	TCP Protocol = unix.IPPROTO_TCP
-	UDP Protocol = unix.IPPROTO_UDP
-)
-
-func (p Protocol) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return fmt.Sprintf("proto-%d", uint8(p))
-}
 
 // Flow is a connection as the table judged it when its first packet came:
 // the initiator's address and port, and the destination after any
 // destination NAT (a Service address is already a pod's when the packet
 // reaches the filter hooks). Both addresses are of the same family.
 type Flow struct {
-	Protocol Protocol
+	Protocol plan.Protocol // TCP or UDP
 	Src, Dst netip.AddrPort
 }
 
@@ -61,13 +43,13 @@ const (
 // every UDP entry (its replies pass as established).
 func judged(e ct.Flow) (Flow, bool) {
 	o, r := e.TupleOrig, e.TupleReply
-	p := Protocol(o.Proto.Protocol)
+	p := plan.Protocol(o.Proto.Protocol)
 	switch {
-	case p != TCP && p != UDP:
+	case p != plan.TCP && p != plan.UDP:
 		return Flow{}, false
 	case e.Status.Dying():
 		return Flow{}, false
-	case p == TCP && e.ProtoInfo.TCP != nil:
+	case p == plan.TCP && e.ProtoInfo.TCP != nil:
 		if s := e.ProtoInfo.TCP.State; s == tcpNone || s == tcpTimeWait || s == tcpClose {
 			return Flow{}, false
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	ct "github.com/ti-mo/conntrack"
+
+	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // entry builds a conntrack entry as the kernel reports it: the reply tuple
@@ -28,7 +30,7 @@ func entry(proto uint8, src, dst string, tcpState uint8, replyFrom string) ct.Fl
 	return e
 }
 
-func flow(p Protocol, src, dst string) Flow {
+func flow(p plan.Protocol, src, dst string) Flow {
 	return Flow{Protocol: p, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst)}
 }
 
@@ -42,18 +44,18 @@ func TestJudged(t *testing.T) {
 		want Flow
 		ok   bool
 	}{
-		{"established tcp", entry(6, "10.0.0.1:4000", "10.0.0.2:80", established, ""), flow(TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
-		{"syn sent: the syn-ack would pass as established", entry(6, "10.0.0.1:4000", "10.0.0.2:80", synSent, ""), flow(TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
-		{"closing tcp still carries data", entry(6, "10.0.0.1:4000", "10.0.0.2:80", lastAck, ""), flow(TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
+		{"established tcp", entry(6, "10.0.0.1:4000", "10.0.0.2:80", established, ""), flow(plan.TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
+		{"syn sent: the syn-ack would pass as established", entry(6, "10.0.0.1:4000", "10.0.0.2:80", synSent, ""), flow(plan.TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
+		{"closing tcp still carries data", entry(6, "10.0.0.1:4000", "10.0.0.2:80", lastAck, ""), flow(plan.TCP, "10.0.0.1:4000", "10.0.0.2:80"), true},
 		{"time wait carries nothing", entry(6, "10.0.0.1:4000", "10.0.0.2:80", tcpTimeWait, ""), Flow{}, false},
 		{"closed", entry(6, "10.0.0.1:4000", "10.0.0.2:80", tcpClose, ""), Flow{}, false},
 		{"dying", dying, Flow{}, false},
-		{"udp", entry(17, "[fd00::1]:5353", "[fd00::2]:53", 0, ""), flow(UDP, "[fd00::1]:5353", "[fd00::2]:53"), true},
+		{"udp", entry(17, "[fd00::1]:5353", "[fd00::2]:53", 0, ""), flow(plan.UDP, "[fd00::1]:5353", "[fd00::2]:53"), true},
 		{"icmp is not judged here", entry(1, "10.0.0.1:0", "10.0.0.2:0", 0, ""), Flow{}, false},
 		{"sctp is not judged here", entry(132, "10.0.0.1:4000", "10.0.0.2:80", 0, ""), Flow{}, false},
 		{"dnat: judged at the pod the packets reached", entry(6, "10.0.0.1:4000", "10.43.0.10:443", established, "10.0.0.7:8443"),
-			flow(TCP, "10.0.0.1:4000", "10.0.0.7:8443"), true},
-		{"mapped addresses read as IPv4", entry(17, "[::ffff:10.0.0.1]:5353", "[::ffff:10.0.0.2]:53", 0, ""), flow(UDP, "10.0.0.1:5353", "10.0.0.2:53"), true},
+			flow(plan.TCP, "10.0.0.1:4000", "10.0.0.7:8443"), true},
+		{"mapped addresses read as IPv4", entry(17, "[::ffff:10.0.0.1]:5353", "[::ffff:10.0.0.2]:53", 0, ""), flow(plan.UDP, "10.0.0.1:5353", "10.0.0.2:53"), true},
 	}
 	for _, c := range cases {
 		got, ok := judged(c.e)
@@ -77,7 +79,7 @@ func TestDeniedJudgesEachEntry(t *testing.T) {
 	// The new policy allows only port 443 and DNS.
 	allowed := func(f Flow) bool { return f.Dst.Port() == 443 || f.Dst.Port() == 53 }
 	cut, flows, n := denied(entries, allowed)
-	want := []Flow{flow(TCP, "10.0.0.1:4000", "10.0.0.2:80"), flow(TCP, "[fd00::1]:4000", "[fd00::2]:80")}
+	want := []Flow{flow(plan.TCP, "10.0.0.1:4000", "10.0.0.2:80"), flow(plan.TCP, "[fd00::1]:4000", "[fd00::2]:80")}
 	if !slices.Equal(flows, want) || len(cut) != 2 || cut[0].TupleOrig != entries[0].TupleOrig || cut[1].TupleOrig != entries[3].TupleOrig {
 		t.Errorf("denied flows = %v, want %v", flows, want)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kube-fence/kube-fence/internal/netns"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
 
@@ -282,16 +283,16 @@ func TestCutDeniedKeepAllowed(t *testing.T) {
 	var want []Flow
 	for i := range serverAddrs {
 		want = append(want,
-			Flow{TCP, addrPort(denied[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 8081)},
-			Flow{UDP, addrPort(deniedUDP[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 9091)})
+			Flow{plan.TCP, addrPort(denied[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 8081)},
+			Flow{plan.UDP, addrPort(deniedUDP[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 9091)})
 	}
 	if !sameFlows(res.Cut, want) {
 		t.Errorf("cut %v, want %v", res.Cut, want)
 	}
 	for i := range serverAddrs {
 		want = append(want,
-			Flow{TCP, addrPort(allowed[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 8080)},
-			Flow{UDP, addrPort(allowedUDP[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 9090)})
+			Flow{plan.TCP, addrPort(allowed[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 8080)},
+			Flow{plan.UDP, addrPort(allowedUDP[i].client.LocalAddr()), netip.AddrPortFrom(serverAddrs[i], 9090)})
 	}
 	if !sameFlows(listed, want) {
 		t.Errorf("Flows listed %v before the cut, want the test's 8 flows %v", listed, want)
