@@ -1,6 +1,7 @@
 package addrset
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -36,17 +37,7 @@ func (k Key) Addr(v4 bool) netip.Addr {
 }
 
 func (k Key) Compare(o Key) int {
-	switch {
-	case k.hi < o.hi:
-		return -1
-	case k.hi > o.hi:
-		return 1
-	case k.lo < o.lo:
-		return -1
-	case k.lo > o.lo:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(k.hi, o.hi), cmp.Compare(k.lo, o.lo))
 }
 
 // next returns k+1 and false when k is the highest value.

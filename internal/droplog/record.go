@@ -68,14 +68,6 @@ type Record struct {
 	SrcPort, DstPort uint16
 }
 
-// Family is "IPv4" or "IPv6".
-func (r Record) Family() string {
-	if r.Src.Is4() {
-		return "IPv4"
-	}
-	return "IPv6"
-}
-
 // ErrForeign is returned for a record another program logged to the group.
 var ErrForeign = errors.New("not a kube-fence record")
 
