@@ -157,13 +157,26 @@ func (pl *Plan) Profile(id ProfileID) *Profile {
 	return pl.Profiles[i]
 }
 
-// Problem is a part of a NetworkPolicy kube-fence could not enforce.
+// Problem is a part of a policy kube-fence could not enforce.
 type Problem struct {
-	Policy  string // "namespace/name"
+	// Kind is the policy's kind: KindNetworkPolicy (the zero value) or
+	// KindClusterNetworkPolicy.
+	Kind    string
+	Policy  string // "namespace/name", or the name of a cluster-scoped policy
 	Field   string // path in the object, such as spec.ingress[0].from[1].ipBlock.cidr
 	Message string
 }
 
+// The kinds of policy a Problem can be about.
+const (
+	KindNetworkPolicy        = ""
+	KindClusterNetworkPolicy = "ClusterNetworkPolicy"
+)
+
 func (p Problem) String() string {
-	return fmt.Sprintf("networkpolicy %s: %s: %s", p.Policy, p.Field, p.Message)
+	kind := "networkpolicy"
+	if p.Kind == KindClusterNetworkPolicy {
+		kind = "clusternetworkpolicy"
+	}
+	return fmt.Sprintf("%s %s: %s: %s", kind, p.Policy, p.Field, p.Message)
 }
