@@ -87,9 +87,11 @@ func (p LocalPod) Key() string { return p.Namespace + "/" + p.Name }
 // renaming it.
 type ProfileID string
 
-// Profile is the allow decision for one direction of a group of pods: the
-// union of the rules of every policy that selects them. Anything it does not
-// allow is denied.
+// Profile is the decision for one direction of a group of pods: the union of
+// the rules of every NetworkPolicy that selects them (anything it does not
+// allow is denied), behind the admin ClusterNetworkPolicy rules that apply
+// to them, or, when no NetworkPolicy isolates them, the admin and baseline
+// rules.
 type Profile struct {
 	ID        ProfileID
 	Direction Direction
@@ -100,6 +102,15 @@ type Profile struct {
 	// Ports are disjoint port ranges, sorted by protocol and first port, each
 	// with the peers allowed on it.
 	Ports []PortClass
+
+	// The ClusterNetworkPolicy tiers, empty for pods no ClusterNetworkPolicy
+	// selects (Decide says how they combine). Admin rules run before the
+	// NetworkPolicy part above. Baseline rules run only when NotIsolated:
+	// no NetworkPolicy isolates the pods in this direction, so Any and Ports
+	// are empty and the baseline, then the default, allow, decide. A rule
+	// is shared by every profile it applies to.
+	Admin, Baseline []*TierRule
+	NotIsolated     bool
 }
 
 // PortClass is a range of ports of one protocol whose allowed peers are the

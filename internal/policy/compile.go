@@ -45,6 +45,7 @@ func (c *compiler) plan(opts Options) *plan.Plan {
 	c.problems = nil
 	locals := c.localPods()
 	c.selectPolicies(locals)
+	c.compileCNPs()
 	c.indexEgressNames()
 	pl.Pods, pl.Profiles = c.assignProfiles(locals)
 	pl.Problems = sortProblems(c.problems)
@@ -150,12 +151,12 @@ func (c *compiler) assignProfiles(locals []*localPod) ([]plan.LocalPod, []*plan.
 	pods := make([]plan.LocalPod, 0, len(locals))
 	for _, lp := range locals {
 		out := plan.LocalPod{Namespace: podNamespace(lp.pod), Name: lp.pod.Name, IPs: validAddrs(lp.pod.IPs)}
-		if len(lp.ingress) > 0 {
+		if ts := c.selectTiers(lp, false); len(lp.ingress) > 0 || ts != nil {
 			res := c.resolveIngressNames(lp)
-			out.Ingress = c.profileFor(used, plan.Ingress, lp.ingress, res)
+			out.Ingress = c.profileFor(used, plan.Ingress, lp.ingress, res, ts)
 		}
-		if len(lp.egress) > 0 {
-			out.Egress = c.profileFor(used, plan.Egress, lp.egress, nil)
+		if ts := c.selectTiers(lp, true); len(lp.egress) > 0 || ts != nil {
+			out.Egress = c.profileFor(used, plan.Egress, lp.egress, nil, ts)
 		}
 		pods = append(pods, out)
 	}
@@ -174,14 +175,15 @@ func (c *compiler) assignProfiles(locals []*localPod) ([]plan.LocalPod, []*plan.
 type cachedProfile struct {
 	profile *plan.Profile
 	pols    []*compiledPolicy
+	rules   []*cnpRule // the ClusterNetworkPolicy rules, admin then baseline
 	inputs  []setID
 	maps    []*namedMap
 	mapVers []uint64
 	gen     uint64 // the set store's generation when built
 }
 
-func (c *compiler) stillValid(cp *cachedProfile, pols []*compiledPolicy) bool {
-	if !slices.Equal(cp.pols, pols) {
+func (c *compiler) stillValid(cp *cachedProfile, pols []*compiledPolicy, rules []*cnpRule) bool {
+	if !slices.Equal(cp.pols, pols) || !slices.Equal(cp.rules, rules) {
 		return false
 	}
 	for i, m := range cp.maps {
@@ -197,25 +199,30 @@ func (c *compiler) stillValid(cp *cachedProfile, pols []*compiledPolicy) bool {
 	return true
 }
 
-// profileFor returns the ID of the profile for dir, policies and named-port
-// resolution, building the profile the first time it is needed and again
-// only when what it was built from changed.
-func (c *compiler) profileFor(used map[string]*cachedProfile, dir plan.Direction, pols []*compiledPolicy, res *resolution) plan.ProfileID {
+// profileFor returns the ID of the profile for dir, policies, named-port
+// resolution and tiers, building the profile the first time it is needed
+// and again only when what it was built from changed.
+func (c *compiler) profileFor(used map[string]*cachedProfile, dir plan.Direction, pols []*compiledPolicy, res *resolution, ts *tierSel) plan.ProfileID {
 	keys := make([]string, len(pols))
 	for i, cp := range pols {
 		keys[i] = cp.key
 	}
-	canon := profileCanonical(dir, keys, res.canonical())
+	canon := profileCanonical(dir, keys, res.canonical()) + ts.canonical()
 	if cp, ok := used[canon]; ok {
 		return cp.profile.ID
 	}
-	if cp, ok := c.profiles[canon]; ok && c.stillValid(cp, pols) {
+	rules := ts.rules()
+	if cp, ok := c.profiles[canon]; ok && c.stillValid(cp, pols, rules) {
 		used[canon] = cp
 		return cp.profile.ID
 	}
-	cp := &cachedProfile{pols: pols, gen: c.sets.gen}
+	cp := &cachedProfile{pols: pols, rules: rules, gen: c.sets.gen}
 	c.deps = cp
-	p := c.buildProfile(dir, pols, res)
+	p := &plan.Profile{Direction: dir}
+	if len(pols) > 0 {
+		p = c.buildProfile(dir, pols, res)
+	}
+	c.addTiers(p, dir, ts)
 	c.deps = nil
 	p.ID = profileID(canon, dir)
 	p.Policies = keys
@@ -224,9 +231,17 @@ func (c *compiler) profileFor(used map[string]*cachedProfile, dir plan.Direction
 	return p.ID
 }
 
+// compileCNPs compiles every ClusterNetworkPolicy (each object once) and
+// reports its problems: they are cluster-wide, so every node reports them.
+func (c *compiler) compileCNPs() {
+	for _, p := range c.cnps {
+		c.problems = append(c.problems, c.compiledCNP(p).problems...)
+	}
+}
+
 func sortProblems(ps []plan.Problem) []plan.Problem {
 	slices.SortFunc(ps, func(a, b plan.Problem) int {
-		return cmp.Or(cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Field, b.Field), cmp.Compare(a.Message, b.Message))
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Field, b.Field), cmp.Compare(a.Message, b.Message))
 	})
 	return slices.Compact(ps)
 }

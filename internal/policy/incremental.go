@@ -33,13 +33,14 @@ type Compiler struct {
 	namespaces map[string]*cluster.Namespace
 	pods       map[string]*cluster.Pod // by namespace/name, namespace defaulted
 	policies   map[string]*networkingv1.NetworkPolicy
+	cnps       map[string]*cluster.ClusterNetworkPolicy
 	nodes      map[string]*cluster.Node
 
 	state *compiler               // nil until the first Plan
 	known map[string]*cluster.Pod // the pods as state last saw them
 	dirty struct {
-		pods, namespaces, policies map[string]struct{}
-		nodes                      bool
+		pods, namespaces, policies, cnps map[string]struct{}
+		nodes                            bool
 	}
 	baseSets int // sets held after the last full compile
 	last     *plan.Plan
@@ -53,8 +54,8 @@ type UpdateStats struct {
 	// drop what earlier updates left behind.
 	Full bool
 	// The objects changed since the Plan before.
-	Pods, Namespaces, Policies int
-	Nodes                      bool
+	Pods, Namespaces, Policies, ClusterNetworkPolicies int
+	Nodes                                              bool
 }
 
 // Bursts above these sizes are compiled from scratch: applying thousands of
@@ -73,6 +74,7 @@ func NewCompiler(node string, opts Options) *Compiler {
 		namespaces: map[string]*cluster.Namespace{},
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
+		cnps:       map[string]*cluster.ClusterNetworkPolicy{},
 		nodes:      map[string]*cluster.Node{},
 	}
 	c.clearDirty()
@@ -83,6 +85,7 @@ func (c *Compiler) clearDirty() {
 	c.dirty.pods = map[string]struct{}{}
 	c.dirty.namespaces = map[string]struct{}{}
 	c.dirty.policies = map[string]struct{}{}
+	c.dirty.cnps = map[string]struct{}{}
 	c.dirty.nodes = false
 }
 
@@ -131,6 +134,21 @@ func (c *Compiler) DeletePolicy(key string) {
 	}
 }
 
+// SetClusterNetworkPolicy adds or replaces a ClusterNetworkPolicy (by name:
+// they are cluster-scoped).
+func (c *Compiler) SetClusterNetworkPolicy(p *cluster.ClusterNetworkPolicy) {
+	c.cnps[p.Name] = p
+	c.dirty.cnps[p.Name] = struct{}{}
+}
+
+// DeleteClusterNetworkPolicy removes the ClusterNetworkPolicy of that name.
+func (c *Compiler) DeleteClusterNetworkPolicy(name string) {
+	if _, ok := c.cnps[name]; ok {
+		delete(c.cnps, name)
+		c.dirty.cnps[name] = struct{}{}
+	}
+}
+
 // SetNode adds or replaces a Node object; only the compiler's own node's
 // addresses and pod CIDRs matter.
 func (c *Compiler) SetNode(n *cluster.Node) {
@@ -164,6 +182,11 @@ func (c *Compiler) Load(s *cluster.Snapshot) {
 			c.SetPolicy(np)
 		}
 	}
+	for _, p := range s.ClusterNetworkPolicies {
+		if p != nil {
+			c.SetClusterNetworkPolicy(p)
+		}
+	}
 	for _, n := range s.Nodes {
 		if n != nil {
 			c.SetNode(n)
@@ -178,6 +201,8 @@ func (c *Compiler) Snapshot() *cluster.Snapshot {
 		Pods:       slices.Collect(maps.Values(c.pods)),
 		Policies:   slices.Collect(maps.Values(c.policies)),
 		Nodes:      slices.Collect(maps.Values(c.nodes)),
+
+		ClusterNetworkPolicies: slices.Collect(maps.Values(c.cnps)),
 	}
 }
 
@@ -189,11 +214,11 @@ func (c *Compiler) LastUpdate() UpdateStats { return c.stats }
 // plan, which lets the dataplane skip them.
 func (c *Compiler) Plan() *plan.Plan {
 	c.stats = UpdateStats{Pods: len(c.dirty.pods), Namespaces: len(c.dirty.namespaces),
-		Policies: len(c.dirty.policies), Nodes: c.dirty.nodes}
+		Policies: len(c.dirty.policies), ClusterNetworkPolicies: len(c.dirty.cnps), Nodes: c.dirty.nodes}
 	switch {
 	case c.state == nil || c.tooMuch():
 		c.rebuild()
-	case c.stats.Pods+c.stats.Namespaces+c.stats.Policies == 0 && !c.stats.Nodes:
+	case c.stats.Pods+c.stats.Namespaces+c.stats.Policies+c.stats.ClusterNetworkPolicies == 0 && !c.stats.Nodes:
 	default:
 		c.update()
 	}
@@ -202,8 +227,12 @@ func (c *Compiler) Plan() *plan.Plan {
 }
 
 func (c *Compiler) tooMuch() bool {
+	// The nodes peers of ClusterNetworkPolicies hold Node addresses, which
+	// an update does not patch: a Node change with such policies around
+	// (rare: nodes change far less than pods) compiles from scratch.
 	return c.stats.Pods > maxIncrementalPods || c.stats.Namespaces > maxIncrementalNamespaces ||
-		c.stats.Policies > maxIncrementalPolicies || c.state.sets.size() > 2*c.baseSets+4096
+		c.stats.Policies+c.stats.ClusterNetworkPolicies > maxIncrementalPolicies ||
+		c.state.sets.size() > 2*c.baseSets+4096 || (c.stats.Nodes && len(c.cnps)+len(c.state.cnps) > 0)
 }
 
 func (c *Compiler) rebuild() {
@@ -232,6 +261,9 @@ func (c *Compiler) update() {
 	}
 	for key := range c.dirty.policies {
 		c.state.policyChanged(key, c.policies[key])
+	}
+	for name := range c.dirty.cnps {
+		c.state.cnpChanged(name, c.cnps[name])
 	}
 	if c.dirty.nodes {
 		c.state.setNodes(slices.Collect(maps.Values(c.nodes)))

@@ -31,6 +31,11 @@ type compiler struct {
 	// first pod of a key wins.
 	locals   map[string]*cluster.Pod
 	policies []*networkingv1.NetworkPolicy // sorted by namespace and name
+	// cnps are the ClusterNetworkPolicies, sorted by priority and name.
+	cnps        []*cluster.ClusterNetworkPolicy
+	byCNP       map[string]*compiledCNP
+	cnpPriority int32           // of the policy being compiled
+	nodeObjs    []*cluster.Node // for nodes peers
 	problems []plan.Problem
 
 	nodeAddrs, podCIDRs addrset.Set
@@ -74,6 +79,7 @@ func newCompiler(s *cluster.Snapshot, node string) *compiler {
 		leaves:       map[setID]leafDef{},
 		sets:         newSetStore(),
 		byPolicy:     map[string]*compiledPolicy{},
+		byCNP:        map[string]*compiledCNP{},
 		profiles:     map[string]*cachedProfile{},
 	}
 	for _, ns := range s.Namespaces {
@@ -104,6 +110,13 @@ func newCompiler(s *cluster.Snapshot, node string) *compiler {
 		}
 	}
 	sortPolicies(c.policies)
+	for _, p := range s.ClusterNetworkPolicies {
+		if p != nil {
+			c.cnps = append(c.cnps, p)
+		}
+	}
+	sortCNPs(c.cnps)
+	c.nodeObjs = s.Nodes
 	c.nodeAddrs, c.podCIDRs = nodeSets(s.Nodes, node)
 	return c
 }

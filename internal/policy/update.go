@@ -288,7 +288,22 @@ func (c *compiler) policyChanged(key string, np *networkingv1.NetworkPolicy) {
 	c.policies = slices.Insert(c.policies, i, np)
 }
 
+// cnpChanged replaces, adds (p set) or removes (p nil) one
+// ClusterNetworkPolicy. Its compiled form is dropped; the next plan compiles
+// the new object. Pods and namespaces moving in and out of its subject need
+// nothing here: every plan decides the subjects of the node's pods again.
+func (c *compiler) cnpChanged(name string, p *cluster.ClusterNetworkPolicy) {
+	delete(c.byCNP, name)
+	c.cnps = slices.DeleteFunc(c.cnps, func(q *cluster.ClusterNetworkPolicy) bool { return q.Name == name })
+	if p == nil {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(c.cnps, p, compareCNPs)
+	c.cnps = slices.Insert(c.cnps, i, p)
+}
+
 // setNodes replaces the Node objects the plan's node addresses come from.
 func (c *compiler) setNodes(nodes []*cluster.Node) {
+	c.nodeObjs = nodes
 	c.nodeAddrs, c.podCIDRs = nodeSets(nodes, c.node)
 }
