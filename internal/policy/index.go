@@ -36,7 +36,7 @@ type compiler struct {
 	byCNP       map[string]*compiledCNP
 	cnpPriority int32           // of the policy being compiled
 	nodeObjs    []*cluster.Node // for nodes peers
-	problems []plan.Problem
+	problems    []plan.Problem
 
 	nodeAddrs, podCIDRs addrset.Set
 
