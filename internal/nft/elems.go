@@ -104,7 +104,7 @@ func elemMessages(set string, t SetType, es []Elem, del bool) []netlink.Message 
 				}
 				m.elem(k, true, nil, false)
 			}
-		case PortMap:
+		case PortMap, PortSet:
 			m.elem(e.Key, false, e, true)
 		default:
 			m.elem(e.Key, false, e, false)

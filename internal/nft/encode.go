@@ -150,6 +150,9 @@ func nftSet(name string, t SetType) *nftables.Set {
 	case PortMap:
 		s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 		s.Concatenation, s.Interval, s.IsMap, s.DataType = true, true, true, nftables.TypeVerdict
+	case PortSet:
+		s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		s.Concatenation, s.Interval = true, true
 	}
 	return s
 }

@@ -84,6 +84,10 @@ func (r *Renderer) Render(pl *plan.Plan) *Table {
 	}
 	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
 	addPodMaps(t, pl.Pods)
+	if tiered := tieredEgressPods(pl); len(tiered) > 0 {
+		t.AddChain(inputChain())
+		addInputMaps(t, pl.Pods, tiered)
+	}
 	for _, prof := range pl.Profiles {
 		r.addProfile(t, prof)
 	}
@@ -116,8 +120,8 @@ func (r *Renderer) fixedChains() []*Chain {
 		{Name: chainEgress, Rules: []Rule{
 			rule(ipSaddr.vmap(setEgressPods4)),
 			rule(ip6Saddr.vmap(setEgressPods6)),
-			rule(ipSaddr.inSet(setPodCIDRs4), drop),
-			rule(ip6Saddr.inSet(setPodCIDRs6), drop),
+			rule(ipSaddr.inSet(setPodCIDRs4), deny(plan.Egress)),
+			rule(ip6Saddr.inSet(setPodCIDRs6), deny(plan.Egress)),
 		}},
 		// Ingress: the node itself may always reach its pods; then the same
 		// dispatch by destination address.
@@ -126,8 +130,8 @@ func (r *Renderer) fixedChains() []*Chain {
 			rule(ip6Saddr.inSet(setNodeAddrs6), accept),
 			rule(ipDaddr.vmap(setIngressPods4)),
 			rule(ip6Daddr.vmap(setIngressPods6)),
-			rule(ipDaddr.inSet(setPodCIDRs4), drop),
-			rule(ip6Daddr.inSet(setPodCIDRs6), drop),
+			rule(ipDaddr.inSet(setPodCIDRs4), deny(plan.Ingress)),
+			rule(ip6Daddr.inSet(setPodCIDRs6), deny(plan.Ingress)),
 		}},
 	}
 	return r.fixed
@@ -176,13 +180,121 @@ func addPodMaps(t *Table, pods []plan.LocalPod) {
 	}
 }
 
+// tieredEgressPods returns the keys of the pods whose egress profile has
+// ClusterNetworkPolicy rules, which the input hook sends through it.
+func tieredEgressPods(pl *plan.Plan) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range pl.Pods {
+		if p.Egress == "" {
+			continue
+		}
+		if prof := pl.Profile(p.Egress); prof != nil && prof.Tiered() {
+			out[p.Key()] = true
+		}
+	}
+	return out
+}
+
+// addInputMaps adds the verdict maps of the input hook: each address of the
+// tiered pods to their egress profile. The first pod of an address wins, as
+// in addPodMaps, so an address another pod holds first stays out.
+func addInputMaps(t *Table, pods []plan.LocalPod, tiered map[string]bool) {
+	m4, m6 := &Set{Name: setInputPods4, Type: PodMap4}, &Set{Name: setInputPods6, Type: PodMap6}
+	seen := map[netip.Addr]bool{}
+	for _, p := range pods {
+		v := Verdict{Kind: expr.VerdictGoto, Chain: profileChain(plan.Egress, p.Egress)}
+		for _, ip := range p.IPs {
+			if seen[ip] {
+				continue
+			}
+			seen[ip] = true
+			if !tiered[p.Key()] {
+				continue
+			}
+			m := m4
+			if ip.Is6() {
+				m = m6
+			}
+			m.Elems = append(m.Elems, Elem{Key: ip.AsSlice(), Verdict: &v, Comment: shortComment(p.Key())})
+		}
+	}
+	SortElems(m4.Elems)
+	SortElems(m6.Elems)
+	t.AddSet(m4)
+	t.AddSet(m6)
+}
+
 // profileChain names the chain deciding a profile.
 func profileChain(d plan.Direction, id plan.ProfileID) string {
 	return fmt.Sprintf("%s-%s", d, id)
 }
 
-// addProfile adds a profile's chain, its any-port peer sets, its port map and
-// one chain per port class whose peers are not everyone.
+// addProfile adds a profile's chains and sets. A profile without
+// ClusterNetworkPolicy rules is its NetworkPolicy part alone (npRules); one
+// with them is described at addTieredProfile.
+func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
+	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
+		for _, c := range prev.chains {
+			t.AddChain(c)
+		}
+		for _, s := range prev.sets {
+			t.AddSet(s)
+			if rs, ok := r.sets[s.Name]; ok { // address sets; the port maps are the profile's own
+				r.usedSets[s.Name] = rs
+			}
+		}
+		r.usedProfiles[p.ID] = prev
+		return
+	}
+	b := &profileBuilder{r: r, t: t, out: renderedProfile{profile: p}, name: profileChain(p.Direction, p.ID), dir: p.Direction}
+	if p.Tiered() {
+		b.addTiered(p)
+	} else {
+		rules := b.npRules(p)
+		if len(p.Policies) > 0 {
+			rules[0] = rules[0].withComment(strings.Join(p.Policies, " "))
+		}
+		b.addChain(&Chain{Name: b.name, Rules: rules})
+	}
+	r.usedProfiles[p.ID] = b.out
+}
+
+// profileBuilder collects the chains and sets of one profile.
+type profileBuilder struct {
+	r    *Renderer
+	t    *Table
+	out  renderedProfile
+	name string // the profile's chain
+	dir  plan.Direction
+}
+
+func (b *profileBuilder) addChain(c *Chain) {
+	b.t.AddChain(c)
+	b.out.chains = append(b.out.chains, c)
+}
+
+func (b *profileBuilder) addSets(name4, name6 string, s addrset.Set) {
+	v4, v6 := b.r.addAddrSets(b.t, name4, name6, s)
+	b.out.sets = append(b.out.sets, v4, v6)
+}
+
+func (b *profileBuilder) addSet(s *Set) {
+	b.t.AddSet(s)
+	b.out.sets = append(b.out.sets, s)
+}
+
+// peerFields returns the address fields holding the peer of the profile's
+// direction, and the verdict that allows.
+func (b *profileBuilder) peerFields() (v4, v6 addrField, allow stmt, allowVerdict Verdict) {
+	if b.dir == plan.Egress {
+		return ipDaddr, ip6Daddr, ret, Verdict{Kind: expr.VerdictReturn}
+	}
+	return ipSaddr, ip6Saddr, accept, Verdict{Kind: expr.VerdictAccept}
+}
+
+// npRules returns the rules of a profile's NetworkPolicy part, adding its
+// any-port peer sets, its port map and one chain per port class whose
+// peers are not everyone.
 //
 //	ingress-<id>:          ip saddr @ingress-<id>-any-v4 accept
 //	                       ip6 saddr @ingress-<id>-any-v6 accept
@@ -192,50 +304,17 @@ func profileChain(d plan.Direction, id plan.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
-	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
-		for _, c := range prev.chains {
-			t.AddChain(c)
-		}
-		for _, s := range prev.sets {
-			t.AddSet(s)
-			if rs, ok := r.sets[s.Name]; ok { // address sets; the port map is the profile's own
-				r.usedSets[s.Name] = rs
-			}
-		}
-		r.usedProfiles[p.ID] = prev
-		return
-	}
-	out := renderedProfile{profile: p}
-	addChain := func(c *Chain) {
-		t.AddChain(c)
-		out.chains = append(out.chains, c)
-	}
-	addSets := func(name4, name6 string, s addrset.Set) {
-		a, b := r.addAddrSets(t, name4, name6, s)
-		out.sets = append(out.sets, a, b)
-	}
-
-	name := profileChain(p.Direction, p.ID)
-	peer, allow := ipSaddr, accept
-	peer6 := ip6Saddr
-	allowVerdict := Verdict{Kind: expr.VerdictAccept}
-	if p.Direction == plan.Egress {
-		peer, peer6, allow = ipDaddr, ip6Daddr, ret
-		allowVerdict = Verdict{Kind: expr.VerdictReturn}
-	}
+func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
+	peer, peer6, allow, allowVerdict := b.peerFields()
+	name := b.name
 	any4, any6, ports := name+"-any-v4", name+"-any-v6", name+"-ports"
-	first := rule(peer.inSet(any4), allow)
-	if len(p.Policies) > 0 {
-		first = first.withComment(strings.Join(p.Policies, " "))
-	}
-	addChain(&Chain{Name: name, Rules: []Rule{
-		first,
+	rules := []Rule{
+		rule(peer.inSet(any4), allow),
 		rule(peer6.inSet(any6), allow),
 		rule(protoPortVmap(ports)),
-		rule(drop),
-	}})
-	addSets(any4, any6, p.Any)
+		rule(deny(b.dir)),
+	}
+	b.addSets(any4, any6, p.Any)
 
 	portMap := &Set{Name: ports, Type: PortMap}
 	all := addrset.All()
@@ -244,12 +323,12 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 		if !c.Peers.Equal(all) {
 			class := fmt.Sprintf("%s-%s", name, portClassName(c))
 			v = Verdict{Kind: expr.VerdictGoto, Chain: class}
-			addChain(&Chain{Name: class, Rules: []Rule{
+			b.addChain(&Chain{Name: class, Rules: []Rule{
 				rule(peer.inSet(class+"-v4"), allow),
 				rule(peer6.inSet(class+"-v6"), allow),
-				rule(drop),
+				rule(deny(b.dir)),
 			}})
-			addSets(class+"-v4", class+"-v6", c.Peers)
+			b.addSets(class+"-v4", class+"-v6", c.Peers)
 		}
 		portMap.Elems = append(portMap.Elems, Elem{
 			Key:     portKey(c.Protocol, c.First),
@@ -258,9 +337,8 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 		})
 	}
 	SortElems(portMap.Elems)
-	t.AddSet(portMap)
-	out.sets = append(out.sets, portMap)
-	r.usedProfiles[p.ID] = out
+	b.addSet(portMap)
+	return rules
 }
 
 func portClassName(c plan.PortClass) string {

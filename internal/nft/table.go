@@ -149,6 +149,9 @@ const (
 	PodMap6
 	// PortMap is an interval verdict map keyed by protocol . port.
 	PortMap
+	// PortSet is an interval set of protocol . port, the ports of a
+	// ClusterNetworkPolicy rule.
+	PortSet
 )
 
 // Family returns 4 or 6 for address-keyed types, 0 otherwise.
@@ -166,7 +169,7 @@ func (t SetType) Family() int {
 func (t SetType) IsMap() bool { return t == PodMap4 || t == PodMap6 || t == PortMap }
 
 // IsInterval reports whether elements are ranges.
-func (t SetType) IsInterval() bool { return t == Addr4 || t == Addr6 || t == PortMap }
+func (t SetType) IsInterval() bool { return t == Addr4 || t == Addr6 || t == PortMap || t == PortSet }
 
 // Set is a named set or verdict map with its elements in canonical order.
 type Set struct {

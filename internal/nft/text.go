@@ -68,6 +68,8 @@ func typeText(t SetType) string {
 		return "ipv6_addr : verdict"
 	case PortMap:
 		return "inet_proto . inet_service : verdict"
+	case PortSet:
+		return "inet_proto . inet_service"
 	}
 	return "unknown"
 }
@@ -80,7 +82,7 @@ func ElemText(t SetType, e Elem) string {
 		key = addrset.Range{From: AddrFromKey(e.Key), To: AddrFromKey(e.KeyEnd)}.String()
 	case PodMap4, PodMap6:
 		key = AddrFromKey(e.Key).String()
-	case PortMap:
+	case PortMap, PortSet:
 		key = portRangeText(e.Key, e.KeyEnd)
 	default:
 		key = fmt.Sprintf("%x", e.Key)

@@ -152,6 +152,8 @@ func decodeSetHeader(m netlink.Message) (string, nft.SetType, error) {
 		return name, nft.PodMap6, nil
 	case verdictMap && interval && keyLen == 8 && keyType == typeProtoPort:
 		return name, nft.PortMap, nil
+	case !isMap && interval && keyLen == 8 && keyType == typeProtoPort:
+		return name, nft.PortSet, nil
 	}
 	return name, 0, nil
 }

@@ -199,7 +199,7 @@ func elemLookups(t nft.SetType, e nft.Elem) []lookup {
 			out = append(out, lookup{key: k, end: true, want: kernelElem{key: k, end: true}})
 		}
 		return out
-	case nft.PortMap:
+	case nft.PortMap, nft.PortSet:
 		return []lookup{{key: e.Key, want: kernelElem{key: e.Key, keyEnd: e.KeyEnd, verdict: e.Verdict}}}
 	}
 	return []lookup{{key: e.Key, want: kernelElem{key: e.Key, verdict: e.Verdict, comment: e.Comment}}}

@@ -45,3 +45,38 @@ func Small() *plan.Plan {
 		DefaultDenyUnknown: true,
 	}
 }
+
+// Tiered is Small with ClusterNetworkPolicy rules: pod a's egress profile
+// gains admin rules of every action (one with ports, one with an egress
+// named port resolved to a peer), its ingress an admin Pass and an ingress
+// named port resolved against the pod; pod b, isolated by no
+// NetworkPolicy, gets a profile of baseline rules.
+func Tiered() *plan.Plan {
+	a := netip.MustParseAddr
+	p := netip.MustParsePrefix
+	pl := Small()
+	b := addrset.Of(p("10.42.0.11/32"), p("fd00:10:42::11/128"))
+	nodes := addrset.Of(p("192.168.100.0/24"))
+	web := []plan.PortRange{{Protocol: plan.TCP, First: 80, Last: 80}}
+	eg, in := pl.Profile("e000000000002"), pl.Profile("i000000000001")
+	eg.Admin = []*plan.TierRule{
+		{ID: "0123456789-e0", Policy: "deny-nodes", Priority: 1, Field: "spec.egress[0]", Action: plan.Deny,
+			Matches: []plan.TierMatch{{Key: "0123456789-e0", Peers: nodes, Ports: []plan.PortRange{
+				{Protocol: plan.TCP, First: 22, Last: 22}, {Protocol: plan.UDP, First: 1000, Last: 2000}}}}},
+		{ID: "abcdefabcd-e1", Policy: "web", Priority: 2, Field: "spec.egress[1]", Action: plan.Accept,
+			Matches: []plan.TierMatch{{Key: "abcdefabcd-e1-tcp-80", Peers: b, Ports: web}}},
+		{ID: "abcdefabcd-e2", Policy: "web", Priority: 2, Field: "spec.egress[2]", Action: plan.Pass,
+			Matches: []plan.TierMatch{{Key: "abcdefabcd-e2", Peers: addrset.All()}}},
+	}
+	in.Admin = []*plan.TierRule{
+		{ID: "abcdefabcd-i0", Policy: "web", Priority: 2, Field: "spec.ingress[0]", Action: plan.Accept,
+			Matches: []plan.TierMatch{{Key: "abcdefabcd-i0", Peers: b, Ports: web, Local: true}}},
+	}
+	pl.Pods[1].Egress = "e000000000003"
+	pl.Profiles = append(pl.Profiles, &plan.Profile{ID: "e000000000003", Direction: plan.Egress, NotIsolated: true,
+		Baseline: []*plan.TierRule{
+			{ID: "fedcbafedc-e0", Policy: "baseline", Field: "spec.egress[0]", Action: plan.Deny,
+				Matches: []plan.TierMatch{{Key: "fedcbafedc-e0", Peers: addrset.OfAddrs(a("10.42.0.10"), a("192.168.100.1"))}}},
+		}})
+	return pl
+}
