@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -28,7 +30,8 @@ func newRenderCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "render -f MANIFESTS [--node NAME]",
 		Short: "Print the nftables table kube-fence would program on a node, in nft syntax",
-		Long: `Render reads Namespaces, Pods, Nodes and NetworkPolicies (the lab's scenario format:
+		Long: `Render reads Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies
+(policy.networking.k8s.io v1beta1 or v1alpha2; the lab's scenario format:
 Kubernetes YAML or JSON, several documents separated by ---, or a List such as
 kubectl get -o yaml prints), compiles the policies for one node, and prints the table
 "inet kube-fence" exactly as kube-fence programs it over netlink, in nft syntax. Nothing
@@ -46,12 +49,17 @@ Addresses (--addresses):
   objects  only what the objects say, as the agent sees them through the API server: node
            addresses from status.addresses, pods without addresses are not enforced.
 
+When ClusterNetworkPolicies select pods of the node, the table is preceded by nft
+comments (# lines) giving, for each such pod and direction, the tiers in the order the
+packet meets them: the admin rules (policy, priority, rule, action), then the
+NetworkPolicies or, when none isolates the pod, the baseline rules and the default allow.
+Each rule in the table carries the same names as a comment.
+
 Exit status: 0 when the table was printed; 2 for invalid input (the message names the
-object and the field), for ClusterNetworkPolicies (accepted and validated, not enforced
-yet: the table would lack their tiers), or an unknown node. Policy parts that cannot be enforced are listed
-on standard error; the rest is in the table.`,
+object and the field) or an unknown node. Policy parts that cannot be enforced are listed
+on standard error (they fail closed); the rest is in the table.`,
 		Example: `  kube-fence render -f scenario.yaml
-  kubectl get namespaces,pods,nodes,networkpolicies -A -o yaml > cluster.yaml
+  kubectl get namespaces,pods,nodes,networkpolicies,clusternetworkpolicies -A -o yaml > cluster.yaml
   kube-fence render -f cluster.yaml --node worker-1 --addresses objects > worker-1.nft
   nft -c -f worker-1.nft`,
 		Args: cobra.NoArgs,
@@ -67,15 +75,15 @@ on standard error; the rest is in the table.`,
 			if err != nil {
 				return invalid(file, err)
 			}
-			if err := policy.RequireEnforceable(snap); err != nil {
-				return exitError{code: 2, msg: file + ": " + err.Error()}
-			}
 			if node, err = pickNode(snap, node); err != nil {
 				return err
 			}
 			pl, table := enforce.Preview(snap, node, policy.Options{DefaultDenyUnknown: defaultDenyUnknown})
 			for _, p := range pl.Problems {
 				fmt.Fprintf(cmd.ErrOrStderr(), "kube-fence render: warning: %s\n", p)
+			}
+			if err := writeTiers(cmd.OutOrStdout(), pl); err != nil {
+				return err
 			}
 			return nft.WriteText(cmd.OutOrStdout(), table)
 		},
@@ -129,4 +137,35 @@ func listOrNone(names []string) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// writeTiers writes, as nft comments, the tiers each pod of the plan meets
+// in each direction, when ClusterNetworkPolicies select any.
+func writeTiers(w io.Writer, pl *plan.Plan) error {
+	var b strings.Builder
+	for _, pod := range pl.Pods {
+		for _, side := range []struct {
+			dir plan.Direction
+			id  plan.ProfileID
+		}{{plan.Ingress, pod.Ingress}, {plan.Egress, pod.Egress}} {
+			p := pl.Profile(side.id)
+			if p == nil || !p.Tiered() {
+				continue
+			}
+			fmt.Fprintf(&b, "# %s %s (chain %s-%s):\n", pod.Key(), side.dir, side.dir, p.ID)
+			for _, r := range p.Admin {
+				fmt.Fprintf(&b, "#   admin    %s (priority %d) %s: %s\n", r.Policy, r.Priority, r.Field, r.Action)
+			}
+			if !p.NotIsolated {
+				fmt.Fprintf(&b, "#   NetworkPolicy %s: what they allow, else drop\n", strings.Join(p.Policies, ", "))
+				continue
+			}
+			for _, r := range p.Baseline {
+				fmt.Fprintf(&b, "#   baseline %s (priority %d) %s: %s\n", r.Policy, r.Priority, r.Field, r.Action)
+			}
+			b.WriteString("#   default: allow\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -24,8 +24,8 @@ type Snapshot struct {
 	Nodes      []*Node
 	Policies   []*networkingv1.NetworkPolicy
 
-	// ClusterNetworkPolicies are the admin and baseline tiers. The compiler
-	// does not enforce them yet; the reference evaluator decides with them.
+	// ClusterNetworkPolicies are the admin and baseline tiers, enforced
+	// around the NetworkPolicies by the compiler.
 	ClusterNetworkPolicies []*ClusterNetworkPolicy
 }
 

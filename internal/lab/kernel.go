@@ -82,6 +82,8 @@ func handChanges(c enforce.Changes, from, to *cluster.Snapshot) {
 	diffObjects(from.Policies, to.Policies, func(np *networkingv1.NetworkPolicy) string { return np.Namespace + "/" + np.Name },
 		c.SetPolicy, c.DeletePolicy)
 	diffObjects(from.Nodes, to.Nodes, func(n *cluster.Node) string { return n.Name }, c.SetNode, c.DeleteNode)
+	diffObjects(from.ClusterNetworkPolicies, to.ClusterNetworkPolicies, func(p *cluster.ClusterNetworkPolicy) string { return p.Name },
+		c.SetClusterNetworkPolicy, c.DeleteClusterNetworkPolicy)
 }
 
 func diffObjects[T any](from, to []*T, key func(*T) string, set func(*T), del func(string)) {

@@ -15,7 +15,6 @@ import (
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/lab/topo"
 	"github.com/kube-fence/kube-fence/internal/netns"
-	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // Node is one lab node; the enforcer programs that node's policy in its
@@ -135,9 +134,6 @@ func New(ctx context.Context, snap *cluster.Snapshot, opts Options) (_ *Lab, err
 	s := Clone(snap)
 	if err := scenario.Normalize(s); err != nil {
 		return nil, err
-	}
-	if err := policy.RequireEnforceable(s); err != nil {
-		return nil, err // before anything is built: nothing half-applied
 	}
 	tp, err := topo.New(opts.Layout, nodeSpecs(s))
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
-	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // Update makes the lab match snap, the complete desired state (start from
@@ -38,9 +37,6 @@ func (l *Lab) Update(ctx context.Context, snap *cluster.Snapshot) error {
 	}
 	if err := sameNodes(cur.Nodes, s.Nodes); err != nil {
 		return &scenario.InvalidError{Problems: []string{err.Error()}}
-	}
-	if err := policy.RequireEnforceable(s); err != nil {
-		return err // before any pod or rule changes
 	}
 
 	var stop, start []*cluster.Pod
