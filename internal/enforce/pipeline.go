@@ -153,7 +153,9 @@ func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s
 func (p *Pipeline) SetClusterNetworkPolicy(cnp *cluster.ClusterNetworkPolicy) {
 	p.compiler.SetClusterNetworkPolicy(cnp)
 }
-func (p *Pipeline) DeleteClusterNetworkPolicy(name string) { p.compiler.DeleteClusterNetworkPolicy(name) }
+func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
+	p.compiler.DeleteClusterNetworkPolicy(name)
+}
 
 // Sync brings the kernel's table to the objects as handed over so far: it
 // applies the changes (Apply) and, when the transaction changed something,
