@@ -51,8 +51,8 @@ func TestCNPUpstream(t *testing.T) {
 						t.Errorf("packets differ from upstream's expectations (%s):\n%s", v.Name, f)
 					}
 					results.addCase(caseResult{Variant: v.Name, Group: "ClusterNetworkPolicy", Name: c.Name,
-						V4: conformance.CNPFailures(only(vs, corev1.IPv4Protocol)) == "",
-						V6: conformance.CNPFailures(only(vs, corev1.IPv6Protocol)) == "",
+						V4:     conformance.CNPFailures(only(vs, corev1.IPv4Protocol)) == "",
+						V6:     conformance.CNPFailures(only(vs, corev1.IPv6Protocol)) == "",
 						Probes: len(vs), Duration: time.Since(caseStart)})
 				})
 			}
@@ -73,4 +73,3 @@ func only(vs []conformance.CNPVerdict, f corev1.IPFamily) []conformance.CNPVerdi
 	}
 	return out
 }
-
