@@ -54,6 +54,15 @@ type Side struct {
 	Reason string `json:"reason,omitempty"`
 	// NearestMiss is set when the side denies and some rule came close.
 	NearestMiss *Miss `json:"nearest_miss,omitempty"`
+
+	// The ClusterNetworkPolicy tiers, set only when the snapshot holds
+	// ClusterNetworkPolicies. Tier is what decided this side: Admin,
+	// NetworkPolicy, Baseline or Default (the fields above then explain the
+	// NetworkPolicy tier), Rule the admin or baseline rule that decided, and
+	// PassedBy the Pass rules that handed the connection on before.
+	Tier     string   `json:"tier,omitempty"`
+	Rule     string   `json:"rule,omitempty"`
+	PassedBy []string `json:"passed_by,omitempty"`
 }
 
 // Miss is the rule that came closest to allowing a denied connection.
@@ -91,12 +100,20 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 		if !okFrom || !okTo {
 			continue
 		}
-		e := policy.Explain(s, policy.Endpoint{Pod: from.pod, IP: src}, policy.Endpoint{Pod: to.pod, IP: dst}, q.Protocol, q.Port)
-		r.Verdicts = append(r.Verdicts, Verdict{
+		fromEP, toEP := policy.Endpoint{Pod: from.pod, IP: src}, policy.Endpoint{Pod: to.pod, IP: dst}
+		e := policy.Explain(s, fromEP, toEP, q.Protocol, q.Port)
+		v := Verdict{
 			Family: familyName(v4), From: from.name, FromIP: src.String(), To: to.name, ToIP: dst.String(),
 			Protocol: q.Protocol.String(), Port: q.Port, Allowed: e.Allowed,
 			Egress: side(e.Egress), Ingress: side(e.Ingress),
-		})
+		}
+		if len(s.ClusterNetworkPolicies) > 0 {
+			d := policy.Decide(s, fromEP, toEP, q.Protocol, q.Port)
+			v.Allowed = d.Allowed
+			tiers(&v.Egress, d.Egress)
+			tiers(&v.Ingress, d.Ingress)
+		}
+		r.Verdicts = append(r.Verdicts, v)
 	}
 	if len(r.Verdicts) == 0 {
 		return nil, fmt.Errorf("%w: %s (%s) and %s (%s) share no address family", ErrInput,
@@ -168,4 +185,18 @@ func side(v policy.SideVerdict) Side {
 		out.NearestMiss = &Miss{Rule: m.Rule.String(), PeerMatched: m.PeerMatched, PortMatched: m.PortMatched}
 	}
 	return out
+}
+
+// tiers adds what the ClusterNetworkPolicy tiers decided to a side.
+func tiers(out *Side, d policy.Decision) {
+	out.Tier = string(d.By)
+	if d.By == policy.BySelf {
+		out.Tier = string(policy.ByDefault)
+	}
+	for _, p := range d.Passed {
+		out.PassedBy = append(out.PassedBy, p.String())
+	}
+	if d.Rule != nil {
+		out.Allowed, out.Rule = d.Allowed, d.Rule.String()
+	}
 }

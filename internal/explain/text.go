@@ -29,6 +29,19 @@ func WriteText(w io.Writer, r *Report) error {
 }
 
 func writeSide(b *strings.Builder, what string, s Side) {
+	for _, p := range s.PassedBy {
+		fmt.Fprintf(b, "  %s: passed on by %s\n", what, p)
+	}
+	switch s.Tier {
+	case "Admin", "Baseline":
+		fmt.Fprintf(b, "  %s: %s by %s\n", what, word(s.Allowed), s.Rule)
+		return
+	case "Default":
+		if s.Reason == "" || s.Reason == "not isolated" {
+			fmt.Fprintf(b, "  %s: allowed (no tier decides: the default)\n", what)
+			return
+		}
+	}
 	switch {
 	case s.Reason != "":
 		fmt.Fprintf(b, "  %s: allowed (%s)\n", what, s.Reason)
