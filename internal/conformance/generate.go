@@ -23,7 +23,11 @@ type Generated struct {
 	ID       int
 	Tags     []string // dimension=value, sorted: what the case exercises
 	Policies []*networkingv1.NetworkPolicy
-	Action   *Action
+	// CNPs are the ClusterNetworkPolicies of a mixed case (GenerateMixed),
+	// created with the NetworkPolicies.
+	CNPs   []*cluster.ClusterNetworkPolicy
+	Action *Action
+	prefix string // of the name: gen or mix
 }
 
 // Action is a change made after the policies are in place.
@@ -34,7 +38,7 @@ type Action struct {
 
 // Steps returns the case as steps for the Runner.
 func (g Generated) Steps() []Step {
-	steps := []Step{{Action: describe(g.Policies), Change: apply(g.Policies...)}}
+	steps := []Step{{Action: describe(g.Policies) + describeCNPs(g.CNPs), Change: applyMixed(g.Policies, g.CNPs)}}
 	if g.Action != nil {
 		steps = append(steps, Step{Action: g.Action.Describe, Change: g.Action.Change})
 	}
@@ -42,7 +46,12 @@ func (g Generated) Steps() []Step {
 }
 
 // Name is a short title: gen-<id> and the tags.
-func (g Generated) Name() string { return fmt.Sprintf("gen-%03d", g.ID) }
+func (g Generated) Name() string {
+	if g.prefix == "" {
+		return fmt.Sprintf("gen-%03d", g.ID)
+	}
+	return fmt.Sprintf("%s-%03d", g.prefix, g.ID)
+}
 
 // Dimensions are the generator's dimensions and every value each can take;
 // the fast sample covers all of them.
@@ -85,6 +94,12 @@ func canonical(c Generated) string {
 	var b strings.Builder
 	for _, np := range c.Policies {
 		cp := np.DeepCopy()
+		cp.Name = ""
+		j, _ := json.Marshal(cp)
+		b.Write(j)
+	}
+	for _, p := range c.CNPs {
+		cp := p.DeepCopy()
 		cp.Name = ""
 		j, _ := json.Marshal(cp)
 		b.Write(j)
@@ -428,7 +443,10 @@ func Sample(cases []Generated, size int) []int {
 }
 
 // Missing lists the dimension values no case covers.
-func Missing(cases []Generated) []string {
+func Missing(cases []Generated) []string { return MissingIn(cases, Dimensions) }
+
+// MissingIn lists the values of dims no case covers.
+func MissingIn(cases []Generated, dims map[string][]string) []string {
 	have := map[string]bool{}
 	for _, c := range cases {
 		for _, t := range c.Tags {
@@ -436,7 +454,7 @@ func Missing(cases []Generated) []string {
 		}
 	}
 	var out []string
-	for dim, values := range Dimensions {
+	for dim, values := range dims {
 		for _, v := range values {
 			if !have[dim+"="+v] {
 				out = append(out, dim+"="+v)

@@ -40,6 +40,9 @@ func ScenarioYAML(snap *cluster.Snapshot, header string) ([]byte, error) {
 		cp.TypeMeta = typeMeta("networking.k8s.io/v1", "NetworkPolicy")
 		objs = append(objs, cp)
 	}
+	for _, p := range snap.ClusterNetworkPolicies {
+		objs = append(objs, cnpToAPI(p))
+	}
 	var b bytes.Buffer
 	for line := range bytes.Lines([]byte(header)) {
 		b.WriteString("# " + string(bytes.TrimRight(line, "\n")) + "\n")

@@ -18,12 +18,14 @@ import (
 var (
 	long = flag.Bool("conformance.long", os.Getenv("KUBE_FENCE_CONFORMANCE") == "long",
 		"run every generated case on every layout (also set by KUBE_FENCE_CONFORMANCE=long)")
-	seed     = flag.Uint64("conformance.seed", 1, "seed of the case generator")
-	count    = flag.Int("conformance.cases", 360, "how many cases the generator makes (the long mode runs them all)")
-	sample   = flag.Int("conformance.sample", 40, "how many generated cases the fast mode runs")
-	timeout  = flag.Duration("conformance.timeout", 400*time.Millisecond, "probe timeout: a blocked probe costs this long")
-	parallel = flag.Int("conformance.parallel", 256, "probes in flight at once")
-	reportTo = flag.String("conformance.report", "", "write the results as Markdown to this file")
+	seed        = flag.Uint64("conformance.seed", 1, "seed of the case generator")
+	count       = flag.Int("conformance.cases", 360, "how many cases the generator makes (the long mode runs them all)")
+	sample      = flag.Int("conformance.sample", 40, "how many generated cases the fast mode runs")
+	timeout     = flag.Duration("conformance.timeout", 400*time.Millisecond, "probe timeout: a blocked probe costs this long")
+	parallel    = flag.Int("conformance.parallel", 256, "probes in flight at once")
+	reportTo    = flag.String("conformance.report", "", "write the results as Markdown to this file")
+	mixed       = flag.Int("conformance.mixed", 240, "how many mixed ClusterNetworkPolicy + NetworkPolicy cases the generator makes (the long mode runs them all)")
+	mixedSample = flag.Int("conformance.mixed-sample", 10, "how many mixed cases the fast mode runs")
 )
 
 // variant is one lab layout the suites run on.
