@@ -18,17 +18,17 @@ import (
 // benchDefaults are the settings of each --size.
 var benchDefaults = map[string]bench.Config{
 	"small": {Runs: 1, Changes: true, ChangeRuns: 2,
-		Datapath: bench.DatapathConfig{Policies: []int{0, 100}, Rounds: 1, Connects: 200, Stream: 200 * time.Millisecond}},
+		Datapath: bench.DatapathConfig{Policies: []int{0, 100}, CNPs: []int{10}, Rounds: 1, Connects: 200, Stream: 200 * time.Millisecond}},
 	"full": {Runs: 5, Changes: true, ChangeRuns: 20,
-		Datapath: bench.DatapathConfig{Policies: []int{0, 1, 1000, 10000}, Rounds: 5, Connects: 2000, Stream: 2 * time.Second}},
+		Datapath: bench.DatapathConfig{Policies: []int{0, 1, 1000, 10000}, CNPs: []int{10, 100}, Rounds: 5, Connects: 2000, Stream: 2 * time.Second}},
 }
 
 func newBenchCmd() *cobra.Command {
 	var (
-		sizeName, parts, policies, jsonFile, plotFile, replot string
-		podsList, cpuProfile                                  string
-		runs, changeRuns, rounds, connects                    int
-		stream                                                time.Duration
+		sizeName, parts, policies, cnps, jsonFile, plotFile, replot string
+		podsList, cpuProfile                                        string
+		runs, changeRuns, rounds, connects                          int
+		stream                                                      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--size small|full]",
@@ -45,7 +45,8 @@ named ports and port ranges):
             selector, a policy added, a namespace relabelled: the time from the change to
             the committed kernel state and the size of the netlink transaction
   datapath  TCP connect time and throughput between two lab pods with 0, 1, 1k and 10k
-            policies selecting them, as ratios to no policy
+            NetworkPolicies selecting them, and with 10 and 100 admin
+            ClusterNetworkPolicies selecting them instead, as ratios to no policy
 
 --size small (1k pods, one run) keeps the command working in CI and says nothing about
 speed; --size full (1k to 50k pods, five runs) is the run docs/benchmarks.md reports.
@@ -88,6 +89,13 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 					return exitError{code: 2, msg: "--datapath-policies: " + err.Error()}
 				}
 				cfg.Datapath.Policies = list
+			}
+			if f.Changed("datapath-cnps") {
+				list, err := intList(cnps)
+				if err != nil {
+					return exitError{code: 2, msg: "--datapath-cnps: " + err.Error()}
+				}
+				cfg.Datapath.CNPs = list
 			}
 			if err := selectParts(&cfg, parts); err != nil {
 				return exitError{code: 2, msg: err.Error()}
@@ -133,6 +141,7 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.IntVar(&runs, "runs", 0, "repetitions of each full compile and apply (default: 1 small, 5 full)")
 	f.IntVar(&changeRuns, "change-runs", 0, "repetitions of each incremental change (default: 2 small, 20 full)")
 	f.StringVar(&policies, "datapath-policies", "", "policy counts the datapath compares, the first 0 (default: 0,100 small; 0,1,1000,10000 full)")
+	f.StringVar(&cnps, "datapath-cnps", "", "ClusterNetworkPolicy counts the datapath measures beside them, none 0 (default: 10 small; 10,100 full)")
 	f.IntVar(&rounds, "rounds", 0, "datapath rounds (default: 1 small, 5 full)")
 	f.IntVar(&connects, "connects", 0, "timed TCP connects per policy count and round (default: 200 small, 2000 full)")
 	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")

@@ -42,15 +42,15 @@ func TestBenchSmall(t *testing.T) {
 	if len(res.Sync) != 1 || !res.Sync[0].SameTable || res.Sync[0].Elements == 0 || len(res.Sync[0].Apply) != 1 {
 		t.Errorf("sync results: %+v", res.Sync)
 	}
-	if len(res.Changes) != 5 {
-		t.Errorf("%d kinds of change measured, want 5", len(res.Changes))
+	if len(res.Changes) != 8 {
+		t.Errorf("%d kinds of change measured, want 8", len(res.Changes))
 	}
 	for _, c := range res.Changes {
 		if c.Full > 0 || c.Messages == 0 || len(c.ToCommit) != 2 {
 			t.Errorf("%s: %d full compiles, %v messages, %d runs; want an incremental change that sends something, twice", c.Kind, c.Full, c.Messages, len(c.ToCommit))
 		}
 	}
-	if len(res.Datapath) != 2 || res.Datapath[0].Denied || !res.Datapath[1].Denied || res.Datapath[1].Elements <= res.Datapath[0].Elements {
+	if len(res.Datapath) != 3 || res.Datapath[0].Denied || !res.Datapath[1].Denied || res.Datapath[1].Elements <= res.Datapath[0].Elements || res.Datapath[2].CNPs != 10 || !res.Datapath[2].Denied {
 		t.Errorf("datapath results: %+v", res.Datapath)
 	}
 	f, err := os.Open(plotFile)

@@ -84,14 +84,29 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 	pool := sz.Config
 	pool.Seed++
 	finders := []func(*rig, *cluster.Snapshot) (change, error){findPodAdded(false), findPodAdded(true), findRelabel, findPolicy, findNamespace}
-	var out []ChangeResult
+	var chs []change
 	for _, find := range finders {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		ch, err := find(g, synth.Generate(pool))
 		if err != nil {
 			return nil, err
+		}
+		chs = append(chs, ch)
+	}
+	cnpAdded, cnpChanged, cnpDeleted, cnpBase, err := findCNPChanges(g, synth.Generate(pool))
+	if err != nil {
+		return nil, err
+	}
+	chs = append(chs, cnpAdded, cnpChanged, cnpDeleted)
+	var out []ChangeResult
+	for _, ch := range chs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if ch.kind == cnpChanged.kind { // the last two change the policy the first added
+			g.pipe.SetClusterNetworkPolicy(cnpBase)
+			if _, err := g.step(); err != nil {
+				return nil, fmt.Errorf("add %s: %w", cnpBase.Name, err)
+			}
 		}
 		log("%s: %s (%s), %d times", sz.Name, ch.kind, ch.desc, runs)
 		res := ChangeResult{Size: sz.Name, Kind: ch.kind, Change: ch.desc}

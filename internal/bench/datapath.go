@@ -37,6 +37,11 @@ type DatapathConfig struct {
 	// Stream how long the throughput stream runs.
 	Connects int           `json:"connects"`
 	Stream   time.Duration `json:"stream"`
+	// CNPs are ClusterNetworkPolicy counts measured beside the NetworkPolicy
+	// counts, each on a pair of its own with that many admin policies
+	// selecting the measured pods and no NetworkPolicy (see datapathCNPs),
+	// compared with the same baseline.
+	CNPs []int `json:"cnps,omitempty"`
 }
 
 func (c DatapathConfig) validate() error {
@@ -47,6 +52,12 @@ func (c DatapathConfig) validate() error {
 	if c.Policies[0] != 0 {
 		errs = append(errs, fmt.Errorf("datapath policy counts %v: the first must be 0, the baseline", c.Policies))
 	}
+	for _, n := range c.CNPs {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("datapath ClusterNetworkPolicy counts %v: want positive counts (0 is the baseline)", c.CNPs))
+			break
+		}
+	}
 	if c.Rounds < 1 || c.Connects < 1 || c.Stream <= 0 {
 		errs = append(errs, fmt.Errorf("datapath: rounds %d, connects %d, stream %v: want positive values", c.Rounds, c.Connects, c.Stream))
 	}
@@ -56,6 +67,7 @@ func (c DatapathConfig) validate() error {
 // DatapathResult is one policy count.
 type DatapathResult struct {
 	Policies int `json:"policies"`
+	CNPs     int `json:"cnps,omitempty"` // ClusterNetworkPolicies instead of NetworkPolicies
 	// The table the packets met on the node.
 	Chains   int `json:"chains"`
 	Elements int `json:"elements"`
@@ -91,14 +103,22 @@ const (
 func measureDatapath(ctx context.Context, cfg DatapathConfig, log func(string, ...any)) ([]DatapathResult, error) {
 	log("datapath: building the lab (one node with a client and a server pod per policy count)")
 	snap := &cluster.Snapshot{Namespaces: []*cluster.Namespace{{Name: benchNS, Labels: labels.Set{corev1.LabelMetadataName: benchNS}}}}
-	for i, n := range cfg.Policies {
+	setups := make([]DatapathResult, 0, len(cfg.Policies)+len(cfg.CNPs))
+	for _, n := range cfg.Policies {
+		setups = append(setups, DatapathResult{Policies: n})
+	}
+	for _, n := range cfg.CNPs {
+		setups = append(setups, DatapathResult{CNPs: n})
+	}
+	for i, su := range setups {
 		node := fmt.Sprintf("dp-%d", i)
 		snap.Nodes = append(snap.Nodes, &cluster.Node{Name: node})
 		for _, role := range []string{"client", "server"} {
 			snap.Pods = append(snap.Pods, &cluster.Pod{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", role, i), NodeName: node,
 				Labels: labels.Set{"app": fmt.Sprintf("%s-%d", role, i)}, Phase: corev1.PodRunning})
 		}
-		snap.Policies = append(snap.Policies, datapathPolicies(n, i)...)
+		snap.Policies = append(snap.Policies, datapathPolicies(su.Policies, i)...)
+		snap.ClusterNetworkPolicies = append(snap.ClusterNetworkPolicies, datapathCNPs(su.CNPs, i)...)
 	}
 	enf := &lab.KernelEnforcer{}
 	l, err := lab.New(ctx, snap, lab.Options{Enforcer: enf})
@@ -113,10 +133,10 @@ func measureDatapath(ctx context.Context, cfg DatapathConfig, log func(string, .
 		dst    netip.AddrPort
 		srv    *server
 	}
-	pairs := make([]pair, len(cfg.Policies))
-	out := make([]DatapathResult, len(cfg.Policies))
-	for i, n := range cfg.Policies {
-		out[i].Policies = n
+	pairs := make([]pair, len(setups))
+	out := setups
+	for i := range setups {
+		n := setups[i].Policies + setups[i].CNPs
 		ip := podIP(built, fmt.Sprintf("%s/server-%d", benchNS, i))
 		srv, err := listen(l.PodNS(fmt.Sprintf("%s/server-%d", benchNS, i)), ip)
 		if err != nil {
@@ -142,10 +162,10 @@ func measureDatapath(ctx context.Context, cfg DatapathConfig, log func(string, .
 				return nil, err
 			}
 			if lat[i], fast[i], err = connectLatency(ctx, pairs[i].client, pairs[i].dst, cfg.Connects); err != nil {
-				return nil, fmt.Errorf("%d policies: %w", cfg.Policies[i], err)
+				return nil, fmt.Errorf("%s: %w", setupName(out[i]), err)
 			}
 			if tput[i], err = throughput(pairs[i].client, pairs[i].dst, pairs[i].srv, cfg.Stream); err != nil {
-				return nil, fmt.Errorf("%d policies: %w", cfg.Policies[i], err)
+				return nil, fmt.Errorf("%s: %w", setupName(out[i]), err)
 			}
 		}
 		for i := range pairs {

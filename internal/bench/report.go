@@ -55,7 +55,7 @@ func Markdown(w io.Writer, r *Results) error {
 		b.WriteString("| policies | chains | elements | TCP connect, µs (median) | ratio | TCP connect, µs (10th percentile) | ratio | stream, Gbit/s | ratio | denied port dropped |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, p := range r.Datapath {
-			fmt.Fprintf(b, "| %d | %d | %d | %s | %s | %s | %s | %s | %s | %v |\n", p.Policies, p.Chains, p.Elements,
+			fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %v |\n", setupName(p), p.Chains, p.Elements,
 				p.Connect.Spread(), p.ConnectRatio.Spread(), p.ConnectFast.Spread(), p.ConnectFastRatio.Spread(),
 				p.Throughput.Spread(), p.ThroughputRatio.Spread(), p.Denied)
 		}
