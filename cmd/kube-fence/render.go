@@ -12,7 +12,6 @@ import (
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab/scenario"
 	"github.com/kube-fence/kube-fence/internal/nft"
-	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
@@ -82,7 +81,7 @@ on standard error (they fail closed); the rest is in the table.`,
 			for _, p := range pl.Problems {
 				fmt.Fprintf(cmd.ErrOrStderr(), "kube-fence render: warning: %s\n", p)
 			}
-			if err := writeTiers(cmd.OutOrStdout(), pl); err != nil {
+			if _, err := io.WriteString(cmd.OutOrStdout(), nft.TiersText(pl)); err != nil {
 				return err
 			}
 			return nft.WriteText(cmd.OutOrStdout(), table)
@@ -137,35 +136,4 @@ func listOrNone(names []string) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
-}
-
-// writeTiers writes, as nft comments, the tiers each pod of the plan meets
-// in each direction, when ClusterNetworkPolicies select any.
-func writeTiers(w io.Writer, pl *plan.Plan) error {
-	var b strings.Builder
-	for _, pod := range pl.Pods {
-		for _, side := range []struct {
-			dir plan.Direction
-			id  plan.ProfileID
-		}{{plan.Ingress, pod.Ingress}, {plan.Egress, pod.Egress}} {
-			p := pl.Profile(side.id)
-			if p == nil || !p.Tiered() {
-				continue
-			}
-			fmt.Fprintf(&b, "# %s %s (chain %s-%s):\n", pod.Key(), side.dir, side.dir, p.ID)
-			for _, r := range p.Admin {
-				fmt.Fprintf(&b, "#   admin    %s (priority %d) %s: %s\n", r.Policy, r.Priority, r.Field, r.Action)
-			}
-			if !p.NotIsolated {
-				fmt.Fprintf(&b, "#   NetworkPolicy %s: what they allow, else drop\n", strings.Join(p.Policies, ", "))
-				continue
-			}
-			for _, r := range p.Baseline {
-				fmt.Fprintf(&b, "#   baseline %s (priority %d) %s: %s\n", r.Policy, r.Priority, r.Field, r.Action)
-			}
-			b.WriteString("#   default: allow\n")
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
