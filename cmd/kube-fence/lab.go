@@ -62,7 +62,7 @@ func newLabCmd() *cobra.Command {
 		Short: "Build pods as network namespaces, enforce policies on them, probe with real packets",
 		Long: `The lab builds a cluster out of network namespaces: one per node, one per pod, wired
 as a CNI plugin would. It serves every declared containerPort in every pod, enforces the
-NetworkPolicies on each node, and probes every ordered pair of pods on every port and IP
+NetworkPolicies and ClusterNetworkPolicies on each node, and probes every ordered pair of pods on every port and IP
 family with real packets. It needs root, and never changes the host's own network
 namespace or firewall; everything it creates is gone when it exits.`,
 	}
@@ -78,7 +78,9 @@ func newLabRunCmd() *cobra.Command {
 		Use:   "run -f SCENARIO.yaml [-o table|json]",
 		Short: "Run a scenario of Namespaces, Pods and NetworkPolicies and print who reaches whom",
 		Long: `Run reads a scenario: Kubernetes Namespace, Pod, NetworkPolicy and optionally Node
-objects (v1 schemas, YAML or JSON, several documents separated by ---, or a List).
+objects (v1 schemas, YAML or JSON, several documents separated by ---, or a List), and
+ClusterNetworkPolicies (policy.networking.k8s.io v1beta1 or v1alpha2, cluster-scoped: the
+admin and baseline tiers around the NetworkPolicies).
 Pods without status.podIPs get an IPv4 and an IPv6 address; without Node objects every
 pod runs on one node. See docs/lab.md for the address plan and the probe methods.
 
