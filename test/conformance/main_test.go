@@ -26,6 +26,7 @@ var (
 	reportTo    = flag.String("conformance.report", "", "write the results as Markdown to this file")
 	mixed       = flag.Int("conformance.mixed", 240, "how many mixed ClusterNetworkPolicy + NetworkPolicy cases the generator makes (the long mode runs them all)")
 	mixedSample = flag.Int("conformance.mixed-sample", 10, "how many mixed cases the fast mode runs")
+	onlyFlag    = flag.String("conformance.only", "", "run only these generated cases (comma-separated names such as mix-118,gen-007), to replay a failure")
 )
 
 // variant is one lab layout the suites run on.

@@ -34,7 +34,9 @@ func TestGeneratedMixed(t *testing.T) {
 				}
 				cases = picked
 			}
-			if m := conformance.MissingIn(cases, conformance.MixedDimensions); len(m) > 0 {
+			if *onlyFlag != "" {
+				cases = onlyCases(cases, *onlyFlag)
+			} else if m := conformance.MissingIn(cases, conformance.MixedDimensions); len(m) > 0 {
 				t.Errorf("the cases miss dimension values %v", m)
 			}
 			run := genRun{Variant: v.Name + " (mixed tiers)", Mode: mode, Tags: map[string]int{}}
@@ -113,4 +115,19 @@ func mixedSummary(tags map[string]int) string {
 		parts = append(parts, dim+" {"+strings.Join(vs, " ")+"}")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// onlyCases keeps the cases named in the comma-separated list.
+func onlyCases(cases []conformance.Generated, names string) []conformance.Generated {
+	want := map[string]bool{}
+	for _, n := range strings.Split(names, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []conformance.Generated
+	for _, c := range cases {
+		if want[c.Name()] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
