@@ -105,6 +105,8 @@ type Changes interface {
 	DeletePolicy(key string)
 	SetNode(*cluster.Node)
 	DeleteNode(name string)
+	SetClusterNetworkPolicy(*cluster.ClusterNetworkPolicy)
+	DeleteClusterNetworkPolicy(name string)
 }
 
 var _ Changes = (*Pipeline)(nil)
@@ -147,6 +149,12 @@ func (p *Pipeline) DeletePolicy(key string)                  { p.compiler.Delete
 func (p *Pipeline) SetNode(n *cluster.Node)                  { p.compiler.SetNode(n) }
 func (p *Pipeline) DeleteNode(name string)                   { p.compiler.DeleteNode(name) }
 func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s) }
+func (p *Pipeline) SetClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
+	p.compiler.SetClusterNetworkPolicy(c)
+}
+func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
+	p.compiler.DeleteClusterNetworkPolicy(name)
+}
 
 // Sync brings the kernel's table to the objects as handed over so far: it
 // applies the changes (Apply) and, when the transaction changed something,

@@ -34,6 +34,9 @@ type Compiler struct {
 	pods       map[string]*cluster.Pod // by namespace/name, namespace defaulted
 	policies   map[string]*networkingv1.NetworkPolicy
 	nodes      map[string]*cluster.Node
+	// clusterPolicies are held and returned by Snapshot; the compiler
+	// does not enforce them yet.
+	clusterPolicies map[string]*cluster.ClusterNetworkPolicy
 
 	state *compiler               // nil until the first Plan
 	known map[string]*cluster.Pod // the pods as state last saw them
@@ -74,6 +77,8 @@ func NewCompiler(node string, opts Options) *Compiler {
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
 		nodes:      map[string]*cluster.Node{},
+
+		clusterPolicies: map[string]*cluster.ClusterNetworkPolicy{},
 	}
 	c.clearDirty()
 	return c
@@ -146,6 +151,16 @@ func (c *Compiler) DeleteNode(name string) {
 	}
 }
 
+// SetClusterNetworkPolicy adds or replaces a ClusterNetworkPolicy.
+func (c *Compiler) SetClusterNetworkPolicy(p *cluster.ClusterNetworkPolicy) {
+	c.clusterPolicies[p.Name] = p
+}
+
+// DeleteClusterNetworkPolicy removes the ClusterNetworkPolicy name.
+func (c *Compiler) DeleteClusterNetworkPolicy(name string) {
+	delete(c.clusterPolicies, name)
+}
+
 // Load adds or replaces every object of the snapshot (nil entries are
 // skipped), as if each had been set on its own.
 func (c *Compiler) Load(s *cluster.Snapshot) {
@@ -169,6 +184,11 @@ func (c *Compiler) Load(s *cluster.Snapshot) {
 			c.SetNode(n)
 		}
 	}
+	for _, p := range s.ClusterNetworkPolicies {
+		if p != nil {
+			c.SetClusterNetworkPolicy(p)
+		}
+	}
 }
 
 // Snapshot returns the objects the Compiler holds, in no particular order.
@@ -178,6 +198,8 @@ func (c *Compiler) Snapshot() *cluster.Snapshot {
 		Pods:       slices.Collect(maps.Values(c.pods)),
 		Policies:   slices.Collect(maps.Values(c.policies)),
 		Nodes:      slices.Collect(maps.Values(c.nodes)),
+
+		ClusterNetworkPolicies: slices.Collect(maps.Values(c.clusterPolicies)),
 	}
 }
 
