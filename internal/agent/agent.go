@@ -45,7 +45,7 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 	// state while the API server is listed.
 	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
 	a.status.setWaiting(true)
-	watch := &cnpWatch{log: log, discovery: client.Discovery(), client: cnps, store: a.store, interval: cfg.CRDPollInterval}
+	watch := newCNPWatch(log, client.Discovery(), cnps, a.store, cfg.CRDPollInterval)
 	err = startInformers(ctx, client, cfg.NodeName, a.store, watch)
 	a.status.setWaiting(false)
 	if err != nil {

@@ -35,8 +35,18 @@ type cnpWatch struct {
 	store     *store
 	interval  time.Duration
 
-	epoch int                // of the running informer; 0 when none runs
-	stop  context.CancelFunc // stops it
+	// epoch numbers the informers started, so that the store can tell
+	// the current one's events from a stopped one's late ones.
+	epoch int
+	stop  context.CancelFunc // stops the running informer; nil when none runs
+	// recheck asks run for a discovery call now: the informer's list or
+	// watch found the resource gone, which would otherwise fail (and
+	// log) until the next interval.
+	recheck chan struct{}
+}
+
+func newCNPWatch(log *slog.Logger, disc resourceLister, client cnpclient.Interface, st *store, interval time.Duration) *cnpWatch {
+	return &cnpWatch{log: log, discovery: disc, client: client, store: st, interval: interval, recheck: make(chan struct{}, 1)}
 }
 
 // resourceLister is the part of discovery.DiscoveryInterface cnpWatch uses.
@@ -100,6 +110,10 @@ func (w *cnpWatch) start(ctx context.Context, hold bool) (cache.InformerSynced, 
 	factory := cnpinformers.NewSharedInformerFactoryWithOptions(w.client, resyncNever,
 		cnpinformers.WithTransform(trimClusterPolicy))
 	inf := factory.Policy().V1beta1().ClusterNetworkPolicies().Informer()
+	if err := inf.SetWatchErrorHandlerWithContext(w.watchError); err != nil {
+		stop()
+		return nil, fmt.Errorf("register ClusterNetworkPolicy watch error handler: %w", err)
+	}
 	h, err := inf.AddEventHandler(handlers(
 		func(obj any) { w.store.setClusterPolicy(epoch, obj) },
 		func(name string) { w.store.deleteClusterPolicy(epoch, name) }))
@@ -130,6 +144,7 @@ func (w *cnpWatch) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.recheck:
 		}
 		ok, err := w.served()
 		switch {
@@ -152,11 +167,25 @@ func (w *cnpWatch) run(ctx context.Context) {
 	}
 }
 
+// watchError runs on the informer's goroutine when a list or watch fails.
+// A 404 means the resource went away: discovery is asked at once instead of
+// logging the failure until the next interval.
+func (w *cnpWatch) watchError(ctx context.Context, r *cache.Reflector, err error) {
+	if !apierrors.IsNotFound(err) {
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+		return
+	}
+	w.log.Debug("ClusterNetworkPolicy list or watch found no resource; asking discovery", "err", err)
+	select {
+	case w.recheck <- struct{}{}:
+	default:
+	}
+}
+
 // release hands the informer's objects to the compiler once its initial
 // list is complete.
 func (w *cnpWatch) release(ctx context.Context, epoch int, synced cache.InformerSynced) {
-	if cache.WaitForCacheSync(ctx.Done(), synced) {
-		w.store.listedClusterPolicies(epoch)
+	if cache.WaitForCacheSync(ctx.Done(), synced) && w.store.listedClusterPolicies(epoch) {
 		w.log.Info("ClusterNetworkPolicies listed; enforcing the admin and baseline tiers")
 	}
 }

@@ -105,7 +105,7 @@ func TestCNPWatchFollowsTheCRD(t *testing.T) {
 	client := cnpfake.NewSimpleClientset(
 		testCNP("deny-web", v1beta1.ClusterNetworkPolicyEgressPeer{Networks: []v1beta1.CIDR{"192.0.2.0/24"}}),
 		testCNP("by-name", v1beta1.ClusterNetworkPolicyEgressPeer{DomainNames: []v1beta1.DomainName{"example.com"}}))
-	w := &cnpWatch{log: log, discovery: disc, client: client, store: st, interval: 10 * time.Millisecond}
+	w := newCNPWatch(log, disc, client, st, 10*time.Millisecond)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 
@@ -168,6 +168,28 @@ func TestCNPWatchHoldsAHalfListedTier(t *testing.T) {
 	}
 }
 
+// TestCNPWatchRechecksOnNotFound: a list or watch answered 404 asks
+// discovery at once, not at the next interval (an hour here).
+func TestCNPWatchRechecksOnNotFound(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st := newStore(log)
+	disc := &fakeDiscovery{}
+	disc.served.Store(true)
+	w := newCNPWatch(log, disc, cnpfake.NewSimpleClientset(), st, time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := w.startup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { w.run(ctx); close(done) }()
+	disc.served.Store(false)
+	w.watchError(ctx, nil, apierrors.NewNotFound(schema.GroupResource{Group: cnpGroupVersion.Group, Resource: cnpResource}, ""))
+	waitFor(t, "the informer stopped after the 404", func() bool { return !st.clusterPoliciesFrom(1) })
+	cancel()
+	<-done
+}
+
 // TestCNPWatchStartupRetriesDiscovery: a failing discovery at startup is
 // retried rather than read as "no CRD", which would enforce without an
 // admin tier that exists.
@@ -175,7 +197,7 @@ func TestCNPWatchStartupRetriesDiscovery(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	disc := &failingDiscovery{failures: 2}
 	disc.served.Store(true)
-	w := &cnpWatch{log: log, discovery: disc, client: cnpfake.NewSimpleClientset(), store: newStore(log), interval: time.Second}
+	w := newCNPWatch(log, disc, cnpfake.NewSimpleClientset(), newStore(log), time.Second)
 	synced, err := w.startup(t.Context())
 	if err != nil || synced == nil {
 		t.Fatalf("startup = %v, %v; want the informer started after the failures", synced, err)

@@ -65,15 +65,17 @@ func (s *store) clusterPoliciesFrom(epoch int) bool {
 	return s.cnp.epoch == epoch
 }
 
-// listedClusterPolicies releases what the informer epoch listed.
-func (s *store) listedClusterPolicies(epoch int) {
+// listedClusterPolicies releases what the informer epoch listed, and
+// reports whether it was holding it back: false for a stopped informer.
+func (s *store) listedClusterPolicies(epoch int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cnp.epoch != epoch || !s.cnp.holding {
-		return
+		return false
 	}
 	s.cnp.holding = false
 	s.bump()
+	return true
 }
 
 // endClusterPolicies forgets every ClusterNetworkPolicy and ignores the
