@@ -81,7 +81,7 @@ func (w *cnpWatch) served() (bool, error) {
 // sync waits for their initial list as for the others'. Start run right
 // after it, so a CRD removed during that wait ends the wait.
 func (w *cnpWatch) startup(ctx context.Context) (cache.InformerSynced, error) {
-	for {
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
 		ok, err := w.served()
 		if err == nil {
 			if !ok {
@@ -91,11 +91,11 @@ func (w *cnpWatch) startup(ctx context.Context) (cache.InformerSynced, error) {
 			}
 			return w.start(ctx, false)
 		}
-		w.log.Warn("cannot tell whether ClusterNetworkPolicy is served; retrying", "err", err)
+		w.log.Warn("cannot tell whether ClusterNetworkPolicy is served; retrying", "err", err, "retryIn", delay)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for API discovery: %w", context.Cause(ctx))
-		case <-time.After(time.Second):
+		case <-time.After(delay):
 		}
 	}
 }
