@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/kube-fence/kube-fence/internal/plan"
@@ -88,7 +87,6 @@ func (a *agent) reportProblems(policies, clusterPolicies int, pl *plan.Plan) {
 	a.metrics.setPolicies(plan.KindNetworkPolicy, policies, rejected[plan.KindNetworkPolicy])
 	a.metrics.setPolicies(plan.KindClusterNetworkPolicy, clusterPolicies, rejected[plan.KindClusterNetworkPolicy])
 	for key, msgs := range byPolicy {
-		slices.Sort(msgs) // validation's order is a map's
 		text := strings.Join(msgs, "; ")
 		if text == a.events.reported[key] {
 			continue
