@@ -16,6 +16,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
 )
 
@@ -308,7 +309,35 @@ func TestClusterNetworkPolicyCRDChannels(t *testing.T) {
 	for _, p := range []*v1beta1.ClusterNetworkPolicy{nodes, named} {
 		p.ResourceVersion = ""
 		if _, err := cnps.Create(t.Context(), p, strict); err != nil {
-			t.Errorf("experimental channel: create %s: %v", p.Name, err)
+			t.Fatalf("experimental channel: create %s: %v", p.Name, err)
 		}
 	}
+
+	// Back to the standard channel with the objects stored: what is read
+	// is pruned to the schema, which leaves an empty peer, and the agent's
+	// validation names it (the rule fails closed; see deploy/crds/README.md).
+	cp.InstallCRD(t, framework.CNPCRDStandard)
+	var got *v1beta1.ClusterNetworkPolicy
+	framework.WaitFor(t, 10*time.Second, "to-nodes read back pruned", func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = cnps.Get(ctx, nodes.Name, metav1.GetOptions{})
+		return err == nil && got.Spec.Egress[0].To[0].Nodes == nil, err
+	})
+	if peer := got.Spec.Egress[0].To[0]; peer.Namespaces != nil || peer.Pods != nil || len(peer.Networks) > 0 {
+		t.Errorf("to-nodes read back under the standard channel: peer %+v, want empty", peer)
+	}
+	errs := policy.ValidateClusterNetworkPolicy(got)
+	if len(errs) == 0 || !strings.HasPrefix(errs[0].Field, "spec.egress[0].to[0]") {
+		t.Errorf("validation of the pruned to-nodes: %v, want an error at spec.egress[0].to[0]", errs)
+	}
+	t.Logf("to-nodes under the standard channel: %v", errs)
+	gotNamed, err := cnps.Get(t.Context(), named.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs = policy.ValidateClusterNetworkPolicy(gotNamed)
+	if len(errs) == 0 || !strings.HasPrefix(errs[0].Field, "spec.egress[0].protocols[0]") {
+		t.Errorf("validation of the pruned to-named-port (%+v): %v, want an error at spec.egress[0].protocols[0]", gotNamed.Spec.Egress[0].Protocols, errs)
+	}
+	t.Logf("to-named-port under the standard channel: %v", errs)
 }

@@ -26,9 +26,9 @@ const (
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // InstallCRD creates the CustomResourceDefinition of a one-document
-// manifest (through the dynamic client: the framework needs no typed
-// apiextensions client for one create) and waits until the API server
-// reports it Established, that is, serving its resource.
+// manifest, or replaces it when it exists (through the dynamic client: the
+// framework needs no typed apiextensions client for this), and waits until
+// the API server reports it Established, that is, serving its resource.
 func (cp *ControlPlane) InstallCRD(t testing.TB, path string) {
 	t.Helper()
 	data, err := os.ReadFile(RepoPath(t, path))
@@ -43,8 +43,16 @@ func (cp *ControlPlane) InstallCRD(t testing.TB, path string) {
 		t.Fatalf("%s: kind %q, want one CustomResourceDefinition", path, obj.GetKind())
 	}
 	crds := cp.dynamic(t).Resource(crdResource)
-	if _, err := crds.Create(t.Context(), obj, metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}); err != nil {
-		t.Fatalf("create CRD %s from %s: %v", obj.GetName(), path, err)
+	_, err = crds.Create(t.Context(), obj, metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict})
+	if apierrors.IsAlreadyExists(err) {
+		var cur *unstructured.Unstructured
+		if cur, err = crds.Get(t.Context(), obj.GetName(), metav1.GetOptions{}); err == nil {
+			obj.SetResourceVersion(cur.GetResourceVersion())
+			_, err = crds.Update(t.Context(), obj, metav1.UpdateOptions{FieldValidation: metav1.FieldValidationStrict})
+		}
+	}
+	if err != nil {
+		t.Fatalf("install CRD %s from %s: %v", obj.GetName(), path, err)
 	}
 	WaitFor(t, 30*time.Second, "CRD "+obj.GetName()+" established", func(ctx context.Context) (bool, error) {
 		got, err := crds.Get(ctx, obj.GetName(), metav1.GetOptions{})
