@@ -34,6 +34,10 @@ after every change, on every nftables change notification and every --verify-int
 repaired when it differs. Failures never end the agent: the last committed table stays in
 force, /readyz reports the reason, and the agent retries with backoff.
 
+ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1, the admin and baseline tiers) are
+watched when their CRD is installed; without it the agent enforces NetworkPolicies alone and
+asks every --crd-poll-interval whether it appeared (deploy/crds/README.md installs it).
+
 On SIGTERM the table is left in place so pods stay protected while the agent restarts; use
 --cleanup to remove everything kube-fence created.`,
 		Args: cobra.NoArgs,
@@ -60,7 +64,11 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			if err != nil {
 				return err
 			}
-			return agent.Run(ctx, cfg, client, log)
+			policies, err := policyClient(cfg.Kubeconfig, "kube-fence-agent")
+			if err != nil {
+				return err
+			}
+			return agent.Run(ctx, cfg, client, policies, log)
 		},
 	}
 	f := cmd.Flags()
@@ -71,6 +79,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
 	f.DurationVar(&cfg.Debounce, "debounce", cfg.Debounce, "how long to collect a burst of API changes into one kernel transaction")
 	f.DurationVar(&cfg.MaxDelay, "max-delay", cfg.MaxDelay, "longest a steady stream of changes may postpone a transaction")
+	f.DurationVar(&cfg.CRDPollInterval, "crd-poll-interval", cfg.CRDPollInterval, "how often to ask the API server whether the ClusterNetworkPolicy CRD was installed or removed; the agent starts or stops watching ClusterNetworkPolicies within this time (at most 1m)")
 	f.BoolVar(&cfg.DefaultDenyUnknown, "default-deny-unknown", cfg.DefaultDenyUnknown, "isolate addresses of this node's pod CIDRs that belong to no known pod until their pod is known (closes the gap before a new pod is enforced)")
 	f.StringVar(&ownership, "table-ownership", ownership, `"auto": claim the table with the kernel's owner and persist flags where supported (Linux 6.9+), so no other process can change or flush it; "off": never`)
 	f.BoolVar(&cfg.CleanupOnExit, "cleanup-on-exit", false, "remove the table when the agent stops (default: leave it, so pods stay protected across restarts)")

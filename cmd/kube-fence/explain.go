@@ -118,9 +118,13 @@ func explainSnapshot(cmd *cobra.Command, file, kubeconfig, addresses string) (*c
 	if err != nil {
 		return nil, err
 	}
+	cnps, err := policyClient(kubeconfig, "kube-fence-explain")
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	snap, warnings, err := lister.Snapshot(ctx, client)
+	snap, warnings, err := lister.Snapshot(ctx, client, cnps)
 	if err != nil {
 		return nil, fmt.Errorf("read the cluster: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 
 	"k8s.io/client-go/kubernetes"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -21,7 +22,8 @@ import (
 // Run runs the agent until ctx ends. It returns an error only for what stops
 // it from starting (bad configuration, no netlink, a port in use); after the
 // first sync, failures become the Degraded state and never end the process.
-func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog.Logger) error {
+// cnps reads ClusterNetworkPolicies, when the API server serves them.
+func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpclient.Interface, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -43,7 +45,8 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 	// state while the API server is listed.
 	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
 	a.status.setWaiting(true)
-	err = startInformers(ctx, client, cfg.NodeName, a.store)
+	watch := newCNPWatch(log, client.Discovery(), cnps, a.store, cfg.CRDPollInterval)
+	err = startInformers(ctx, client, cfg.NodeName, a.store, watch)
 	a.status.setWaiting(false)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -145,9 +148,9 @@ func (a *agent) backoff() time.Duration {
 // costs milliseconds however big the cluster.
 func (a *agent) sync() bool {
 	start := time.Now()
-	policies := a.store.applyTo(a.pipe, a.cfg.NodeName)
+	policies, clusterPolicies := a.store.applyTo(a.pipe, a.cfg.NodeName)
 	s, err := a.pipe.Sync()
-	a.reportProblems(policies, s.Plan)
+	a.reportProblems(policies, clusterPolicies, s.Plan)
 	res := s.Result
 	if res.Messages > 0 {
 		a.metrics.applyDuration.Observe(res.Duration.Seconds())

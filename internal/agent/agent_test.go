@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	cnpfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -56,7 +57,7 @@ func startAgent(t *testing.T, mutate func(*Config), objects ...runtime.Object) *
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	go func() { h.done <- Run(ctx, cfg, client, log) }()
+	go func() { h.done <- Run(ctx, cfg, client, cnpfake.NewSimpleClientset(), log) }()
 	t.Cleanup(h.stop)
 	var err error
 	h.reader, err = kernel.Open(kernel.Options{NetNSFD: ns.FD(), Ownership: kernel.OwnershipOff})

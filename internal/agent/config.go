@@ -36,6 +36,9 @@ type Config struct {
 	// CleanupOnExit removes the table when the agent stops. The default
 	// leaves it, so pods stay protected during restarts and upgrades.
 	CleanupOnExit bool
+	// CRDPollInterval is how often the agent asks discovery whether the
+	// ClusterNetworkPolicy CRD was installed or removed.
+	CRDPollInterval time.Duration
 	// NetNSFD makes the agent enforce in another network namespace; 0 for
 	// its own. Only tests use it.
 	NetNSFD int
@@ -48,6 +51,9 @@ const (
 	DefaultVerifyInterval = 30 * time.Second
 	DefaultDebounce       = 5 * time.Millisecond
 	DefaultMaxDelay       = 250 * time.Millisecond
+	// DefaultCRDPollInterval starts the ClusterNetworkPolicy watch within
+	// a minute of the CRD's installation, with two small GETs a minute.
+	DefaultCRDPollInterval = 30 * time.Second
 )
 
 // Defaults returns the default configuration. The node name comes from
@@ -64,6 +70,7 @@ func Defaults() Config {
 		VerifyInterval:     DefaultVerifyInterval,
 		Debounce:           DefaultDebounce,
 		MaxDelay:           DefaultMaxDelay,
+		CRDPollInterval:    DefaultCRDPollInterval,
 		DefaultDenyUnknown: true,
 		Ownership:          kernel.OwnershipAuto,
 	}
@@ -88,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.Debounce < 0 || c.Debounce > 10*time.Second {
 		errs = append(errs, fmt.Errorf("--debounce: %v is not between 0 and 10s", c.Debounce))
+	}
+	if c.CRDPollInterval < 100*time.Millisecond || c.CRDPollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("--crd-poll-interval: %v is not between 100ms and 1m (the ClusterNetworkPolicy watch must start within a minute of the CRD's installation)", c.CRDPollInterval))
 	}
 	if c.MaxDelay < c.Debounce {
 		errs = append(errs, fmt.Errorf("--max-delay: %v is below --debounce %v", c.MaxDelay, c.Debounce))

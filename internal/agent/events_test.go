@@ -20,7 +20,7 @@ func TestReportProblems(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rec := record.NewFakeRecorder(100)
 	a := &agent{log: log, store: newStore(log), metrics: newMetrics(),
-		events: &eventSink{recorder: rec, reported: map[string]string{}}}
+		events: &eventSink{recorder: rec, reported: map[problemKey]string{}}}
 	for _, name := range []string{"bad", "good", "other"} {
 		a.store.setPolicy(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: name}})
 	}
@@ -40,17 +40,17 @@ func TestReportProblems(t *testing.T) {
 		{"a problem of a policy deleted meanwhile is not reported", []plan.Problem{cidr, {Policy: "x/gone", Field: "spec", Message: "m"}}, 0, 2},
 	}
 	for _, s := range steps {
-		a.reportProblems(3, &plan.Plan{Problems: s.problems})
+		a.reportProblems(3, 0, &plan.Plan{Problems: s.problems})
 		if got := len(rec.Events); got != s.events {
 			t.Errorf("%s: %d events, want %d", s.name, got, s.events)
 		}
 		for len(rec.Events) > 0 {
 			<-rec.Events
 		}
-		if got := gauge(t, a.metrics.policies.WithLabelValues("rejected")); got != s.rejected {
+		if got := gauge(t, a.metrics.policies.WithLabelValues("NetworkPolicy", "rejected")); got != s.rejected {
 			t.Errorf("%s: rejected gauge %v, want %v", s.name, got, s.rejected)
 		}
-		if got := gauge(t, a.metrics.policies.WithLabelValues("enforced")); got != 3-s.rejected {
+		if got := gauge(t, a.metrics.policies.WithLabelValues("NetworkPolicy", "enforced")); got != 3-s.rejected {
 			t.Errorf("%s: enforced gauge %v, want %v", s.name, got, 3-s.rejected)
 		}
 	}

@@ -15,10 +15,10 @@ import (
 )
 
 // startInformers starts watching pods, namespaces and NetworkPolicies of the
-// whole cluster and this node's Node, feeding st, and waits until every
-// cache has synced once: enforcing a half-listed cluster would open or close
-// pods by mistake.
-func startInformers(ctx context.Context, client kubernetes.Interface, node string, st *store) error {
+// whole cluster, this node's Node and, when served, ClusterNetworkPolicies,
+// feeding st, and waits until every cache has synced once: enforcing a
+// half-listed cluster would open or close pods by mistake.
+func startInformers(ctx context.Context, client kubernetes.Interface, node string, st *store, cnps *cnpWatch) error {
 	trim := informers.WithTransform(trimObject)
 	all := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim)
 	own := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim,
@@ -50,6 +50,14 @@ func startInformers(ctx context.Context, client kubernetes.Interface, node strin
 		}
 		synced = append(synced, h.HasSynced)
 	}
+	cnpSynced, err := cnps.startup(ctx)
+	if err != nil {
+		return err
+	}
+	if cnpSynced != nil {
+		synced = append(synced, cnpSynced)
+	}
+	go cnps.run(ctx)
 	all.Start(ctx.Done())
 	own.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -51,7 +52,8 @@ func newMetrics() *metrics {
 		applyErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "apply_errors_total",
 			Help: "Transactions the kernel refused or that could not be sent; the previous table stays in force."}),
 		policies: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "policies",
-			Help: "NetworkPolicies known, by state: enforced, or rejected when a part could not be compiled."}, []string{"state"}),
+			Help: "Policies known, by kind (NetworkPolicy, ClusterNetworkPolicy) and state: enforced, or rejected when a part could not be compiled."},
+			[]string{"kind", "state"}),
 		pods: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "pods_enforced",
 			Help: "Pods on this node whose addresses are in the table."}),
 		tableObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "table_objects",
@@ -68,5 +70,17 @@ func newMetrics() *metrics {
 		m.verifications.WithLabelValues(c)
 		m.repairs.WithLabelValues(c)
 	}
+	for _, kind := range []string{plan.KindNetworkPolicy, plan.KindClusterNetworkPolicy} {
+		m.setPolicies(kind, 0, 0)
+	}
 	return m
+}
+
+// setPolicies sets the policy gauges of one kind (a plan.Problem Kind).
+func (m *metrics) setPolicies(kind string, known, rejected int) {
+	if kind == plan.KindNetworkPolicy {
+		kind = "NetworkPolicy"
+	}
+	m.policies.WithLabelValues(kind, "enforced").Set(float64(known - rejected))
+	m.policies.WithLabelValues(kind, "rejected").Set(float64(rejected))
 }

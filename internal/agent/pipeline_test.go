@@ -29,7 +29,7 @@ func fakeAgent(t *testing.T) (*agent, *nfttest.Conn, *record.FakeRecorder) {
 	cfg.NodeName = node
 	rec := record.NewFakeRecorder(100)
 	a := newAgent(cfg, log, enforce.New(node, policy.Options{DefaultDenyUnknown: true}, conn),
-		&eventSink{nodeName: node, recorder: rec, reported: map[string]string{}})
+		&eventSink{nodeName: node, recorder: rec, reported: map[problemKey]string{}})
 	s := synth.Generate(synth.Config{Pods: 200, Policies: 40, Nodes: 3, Namespaces: 5, PodsOnNode: 30, Seed: 2})
 	st := a.store
 	for _, ns := range s.Namespaces {

@@ -27,6 +27,7 @@ type store struct {
 	node       *cluster.Node
 	nodeUID    types.UID
 	dirty      dirtyKeys
+	cnp        cnpState // ClusterNetworkPolicies, see store_cnp.go
 
 	changed chan struct{} // signalled (without blocking) on every change
 }
@@ -36,10 +37,12 @@ type store struct {
 type dirtyKeys struct {
 	pods, namespaces, policies map[string]struct{}
 	node                       bool
+	clusterPolicies            map[string]struct{}
 }
 
 func newDirtyKeys() dirtyKeys {
-	return dirtyKeys{pods: map[string]struct{}{}, namespaces: map[string]struct{}{}, policies: map[string]struct{}{}}
+	return dirtyKeys{pods: map[string]struct{}{}, namespaces: map[string]struct{}{}, policies: map[string]struct{}{},
+		clusterPolicies: map[string]struct{}{}}
 }
 
 func newStore(log *slog.Logger) *store {
@@ -49,13 +52,15 @@ func newStore(log *slog.Logger) *store {
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
 		dirty:      newDirtyKeys(),
+		cnp:        cnpState{policies: map[string]*cnpEntry{}},
 		changed:    make(chan struct{}, 1),
 	}
 }
 
 // applyTo hands every change since the last call to c and returns the
-// number of policies. The lock is held only while pointers are copied.
-func (s *store) applyTo(c enforce.Changes, node string) (policies int) {
+// number of NetworkPolicies and ClusterNetworkPolicies handed over so far.
+// The lock is held only while pointers are copied.
+func (s *store) applyTo(c enforce.Changes, node string) (policies, clusterPolicies int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key := range s.dirty.namespaces {
@@ -86,8 +91,10 @@ func (s *store) applyTo(c enforce.Changes, node string) (policies int) {
 			c.DeleteNode(node)
 		}
 	}
+	clusterPolicies, held := s.applyClusterPolicies(c)
 	s.dirty = newDirtyKeys()
-	return len(s.policies)
+	s.dirty.clusterPolicies = held
+	return len(s.policies), clusterPolicies
 }
 
 // policy returns the NetworkPolicy namespace/name, or nil.

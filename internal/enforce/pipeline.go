@@ -149,6 +149,12 @@ func (p *Pipeline) DeletePolicy(key string)                  { p.compiler.Delete
 func (p *Pipeline) SetNode(n *cluster.Node)                  { p.compiler.SetNode(n) }
 func (p *Pipeline) DeleteNode(name string)                   { p.compiler.DeleteNode(name) }
 func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s) }
+func (p *Pipeline) SetClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
+	p.compiler.SetClusterNetworkPolicy(c)
+}
+func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
+	p.compiler.DeleteClusterNetworkPolicy(name)
+}
 
 func (p *Pipeline) SetClusterNetworkPolicy(cnp *cluster.ClusterNetworkPolicy) {
 	p.compiler.SetClusterNetworkPolicy(cnp)

@@ -8,16 +8,19 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 )
 
-// Snapshot lists namespaces, nodes, pods and NetworkPolicies. Objects that
-// cannot be converted (an unreadable address) are left out and described in
-// the returned warnings, as the agent leaves them out of enforcement.
-func Snapshot(ctx context.Context, c kubernetes.Interface) (*cluster.Snapshot, []string, error) {
+// Snapshot lists namespaces, nodes, pods, NetworkPolicies and, when their
+// CRD is installed, ClusterNetworkPolicies. Objects that cannot be converted
+// (an unreadable address) are left out and described in the returned
+// warnings, as the agent leaves them out of enforcement.
+func Snapshot(ctx context.Context, c kubernetes.Interface, cnps cnpclient.Interface) (*cluster.Snapshot, []string, error) {
 	s := &cluster.Snapshot{}
 	var warnings []string
 	nss, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
@@ -58,5 +61,26 @@ func Snapshot(ctx context.Context, c kubernetes.Interface) (*cluster.Snapshot, [
 	for i := range nps.Items {
 		s.Policies = append(s.Policies, &nps.Items[i])
 	}
+	if s.ClusterNetworkPolicies, err = clusterPolicies(ctx, cnps); err != nil {
+		return nil, nil, err
+	}
 	return s, warnings, nil
+}
+
+// clusterPolicies lists the ClusterNetworkPolicies; none when the API
+// server does not serve them (no CRD: a 404), as the agent then enforces
+// none.
+func clusterPolicies(ctx context.Context, c cnpclient.Interface) ([]*cluster.ClusterNetworkPolicy, error) {
+	list, err := c.PolicyV1beta1().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list clusternetworkpolicies: %w", err)
+	}
+	var out []*cluster.ClusterNetworkPolicy
+	for i := range list.Items {
+		out = append(out, cluster.ClusterNetworkPolicyFromAPI(&list.Items[i]))
+	}
+	return out, nil
 }

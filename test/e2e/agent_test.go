@@ -308,10 +308,10 @@ func (c *env) stepOddObjects() {
 	default:
 	}
 	samples, _ := c.agent.Metrics(c.t)
-	if v, _ := framework.Value(samples, "kube_fence_policies", `state="enforced"`); v != 4 {
+	if v, _ := framework.Value(samples, "kube_fence_policies", `kind="NetworkPolicy",state="enforced"`); v != 4 {
 		c.t.Errorf("kube_fence_policies{state=enforced} = %v, want 4", v)
 	}
-	if v, _ := framework.Value(samples, "kube_fence_policies", `state="rejected"`); v != 0 {
+	if v, _ := framework.Value(samples, "kube_fence_policies", `kind="NetworkPolicy",state="rejected"`); v != 0 {
 		c.t.Errorf("kube_fence_policies{state=rejected} = %v, want 0", v)
 	}
 	c.deleteAllPolicies()

@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/cluster"
@@ -40,6 +41,7 @@ type env struct {
 	reader *kernel.Conn // reads the node's table; never writes
 	agent  *framework.Agent
 	base   framework.AgentOptions // the DaemonSet's arguments and confinement
+	cnps   cnpclient.Interface    // ClusterNetworkPolicies as the admin; see cnpClient
 }
 
 const (
@@ -206,6 +208,7 @@ func (c *env) snapshot() *cluster.Snapshot {
 		c.t.Fatal(err)
 	}
 	snap.Nodes = []*cluster.Node{n}
+	snap.ClusterNetworkPolicies = c.clusterPolicies()
 	return snap
 }
 
@@ -324,7 +327,8 @@ func describe(r lab.Result, want bool) string {
 		map[bool]string{true: "connected", false: "blocked"}[r.Connected], verdict[want], r.Problem)
 }
 
-// expectAllowed is the reference verdict for one probe.
+// expectAllowed is the reference verdict for one probe, over every tier
+// (without ClusterNetworkPolicies it is NetworkPolicy's verdict).
 func expectAllowed(snap *cluster.Snapshot, t lab.Target) bool {
 	from, to := podByKey(snap, t.From), podByKey(snap, t.To)
 	if from == nil || to == nil {
@@ -337,7 +341,7 @@ func expectAllowed(snap *cluster.Snapshot, t lab.Target) bool {
 		}
 	}
 	proto, _ := policy.ProtocolFromAPI(t.Protocol)
-	return policy.Allowed(snap, policy.Endpoint{Pod: from, IP: src}, policy.Endpoint{Pod: to, IP: t.IP}, proto, uint16(t.Port))
+	return policy.Decide(snap, policy.Endpoint{Pod: from, IP: src}, policy.Endpoint{Pod: to, IP: t.IP}, proto, uint16(t.Port)).Allowed
 }
 
 // podByKey returns the enforceable pod of this node with that key.

@@ -99,7 +99,7 @@ func (r *fenceRun) mark(ctx context.Context) error {
 		return err
 	}
 	r.txs, _ = framework.Value(m, "kube_fence_transactions_total", "")
-	r.policies, _ = framework.Value(m, "kube_fence_policies", `state="enforced"`)
+	r.policies, _ = framework.Value(m, "kube_fence_policies", `kind="NetworkPolicy",state="enforced"`)
 	r.podsOK, _ = framework.Value(m, "kube_fence_pods_enforced", "")
 	return nil
 }
@@ -112,7 +112,7 @@ func (r *fenceRun) hasPolicy(ctx context.Context, _ string) (bool, error) {
 		return false, err
 	}
 	txs, _ := framework.Value(m, "kube_fence_transactions_total", "")
-	p, _ := framework.Value(m, "kube_fence_policies", `state="enforced"`)
+	p, _ := framework.Value(m, "kube_fence_policies", `kind="NetworkPolicy",state="enforced"`)
 	return txs > r.txs && p > r.policies, nil
 }
 
