@@ -156,13 +156,6 @@ func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
 	p.compiler.DeleteClusterNetworkPolicy(name)
 }
 
-func (p *Pipeline) SetClusterNetworkPolicy(cnp *cluster.ClusterNetworkPolicy) {
-	p.compiler.SetClusterNetworkPolicy(cnp)
-}
-func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
-	p.compiler.DeleteClusterNetworkPolicy(name)
-}
-
 // Sync brings the kernel's table to the objects as handed over so far: it
 // applies the changes (Apply) and, when the transaction changed something,
 // reads back what it changed and repairs any difference (ReadBack). The
