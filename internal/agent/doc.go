@@ -4,7 +4,8 @@
 // equal to what the NetworkPolicies require, and reports what the pipeline
 // did through health endpoints, metrics, logs and events. The agent only
 // schedules: debounce, backoff, the verification timer and nftables change
-// notifications.
+// notifications. ClusterNetworkPolicies, a CRD many clusters lack, are
+// watched while discovery says the API server serves them (cnpwatch.go).
 //
 // One goroutine owns the pipeline and is the only writer. Changes
 // are coalesced for a few milliseconds, never minutes. After start-up nothing
