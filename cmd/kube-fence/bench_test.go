@@ -42,8 +42,8 @@ func TestBenchSmall(t *testing.T) {
 	if len(res.Sync) != 1 || !res.Sync[0].SameTable || res.Sync[0].Elements == 0 || len(res.Sync[0].Apply) != 1 {
 		t.Errorf("sync results: %+v", res.Sync)
 	}
-	if len(res.Changes) != 8 {
-		t.Errorf("%d kinds of change measured, want 8", len(res.Changes))
+	if len(res.Changes) != 9 {
+		t.Errorf("%d kinds of change measured, want 9", len(res.Changes))
 	}
 	for _, c := range res.Changes {
 		if c.Full > 0 || c.Messages == 0 || len(c.ToCommit) != 2 {

@@ -92,11 +92,15 @@ func measureChanges(ctx context.Context, sz Size, runs int, log func(string, ...
 		}
 		chs = append(chs, ch)
 	}
-	cnpAdded, cnpChanged, cnpDeleted, cnpBase, err := findCNPChanges(g, synth.Generate(pool))
+	cnpAdded, cnpChanged, cnpDeleted, cnpBase, peer, err := findCNPChangesAndPeer(g, synth.Generate(pool))
 	if err != nil {
 		return nil, err
 	}
-	chs = append(chs, cnpAdded, cnpChanged, cnpDeleted)
+	cnpMove, err := cnpPeerMove(g, peer)
+	if err != nil {
+		return nil, err
+	}
+	chs = append(chs, cnpAdded, cnpChanged, cnpMove, cnpDeleted)
 	var out []ChangeResult
 	for _, ch := range chs {
 		if err := ctx.Err(); err != nil {

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/enforce"
@@ -30,9 +31,39 @@ func benchCNP(ns string, team string, action cluster.CNPAction, peerLabels map[s
 	}
 }
 
-// findCNPChanges returns the three changes; changed and deleted expect the
+// cnpPeerMove is a pod of another node relabelled into the egress peer of
+// the policy findCNPChanges adds (which must be in place): one address
+// more in the rule's shared set.
+func cnpPeerMove(g *rig, peer map[string]string) (change, error) {
+	for _, old := range g.s.Pods {
+		if old.HostNetwork || !old.Enforceable() || old.NodeName == synth.NodeName(0) || matchesAll(old.Labels, peer) {
+			continue
+		}
+		p := *old
+		p.Labels = peer
+		return change{
+			kind: "pod relabelled into a clusternetworkpolicy peer",
+			desc: fmt.Sprintf("%s on %s: %v -> %v", p.Key(), p.NodeName, old.Labels, labels.Set(peer)),
+			do:   func(c enforce.Changes) { c.SetPod(&p) },
+			undo: func(c enforce.Changes) { c.SetPod(old) },
+		}, nil
+	}
+	return change{}, fmt.Errorf("no pod to relabel into %v", peer)
+}
+
+func matchesAll(l, want map[string]string) bool {
+	for k, v := range want {
+		if l[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// findCNPChangesAndPeer returns the three changes of the policy, the
+// policy and the labels of its egress peer; changed and deleted expect the
 // added policy to be in place, which measureChanges arranges.
-func findCNPChanges(g *rig, pool *cluster.Snapshot) (added, changed, deleted change, base *cluster.ClusterNetworkPolicy, err error) {
+func findCNPChangesAndPeer(g *rig, pool *cluster.Snapshot) (added, changed, deleted change, base *cluster.ClusterNetworkPolicy, peerLabels map[string]string, err error) {
 	var ns string
 	for _, p := range g.s.Pods {
 		if p.NodeName == synth.NodeName(0) && p.Enforceable() {
@@ -41,7 +72,7 @@ func findCNPChanges(g *rig, pool *cluster.Snapshot) (added, changed, deleted cha
 		}
 	}
 	if ns == "" || len(pool.Pods) == 0 {
-		return added, changed, deleted, nil, fmt.Errorf("no pod on node %s", synth.NodeName(0))
+		return added, changed, deleted, nil, nil, fmt.Errorf("no pod on node %s", synth.NodeName(0))
 	}
 	peer := pool.Pods[len(pool.Pods)/2].Labels
 	base = benchCNP(ns, "team-1", cluster.ActionDeny, peer)
@@ -58,7 +89,7 @@ func findCNPChanges(g *rig, pool *cluster.Snapshot) (added, changed, deleted cha
 	changed = change{kind: "clusternetworkpolicy changed", desc: desc(base) + " -> " + desc(next), do: set(next), undo: set(base)}
 	deleted = change{kind: "clusternetworkpolicy deleted", desc: desc(base), do: del, undo: set(base)}
 	if !g.try(added, false) {
-		return added, changed, deleted, nil, fmt.Errorf("adding %s changes nothing", desc(base))
+		return added, changed, deleted, nil, nil, fmt.Errorf("adding %s changes nothing", desc(base))
 	}
-	return added, changed, deleted, base, nil
+	return added, changed, deleted, base, peer, nil
 }
