@@ -3,6 +3,7 @@
 // says where it happened (the source pod's egress, the destination pod's
 // ingress, or the default deny of unknown addresses), and this package turns
 // each record into a Record (family, protocol, addresses, ports, side).
+// Package listen reads them from the kernel.
 //
 // The prefix is the contract between the table and this package; Prefix and
 // ParsePrefix are its two halves. Attributing a record to pods and policies

@@ -135,6 +135,10 @@ func Open(node string, opts policy.Options, nopts kernel.Options) (*Pipeline, er
 	return New(node, opts, conn), nil
 }
 
+// SetDropLog sets how the table logs the packets it drops (the default
+// logs them; see nft.DropLog). Call it before the first Apply.
+func (p *Pipeline) SetDropLog(l nft.DropLog) { p.renderer = nft.Renderer{DropLog: l} }
+
 // The object changes. Objects must not be modified after they are handed
 // over: a change is a new object, as informers deliver them.
 
@@ -279,10 +283,10 @@ func cpuTime() time.Duration {
 // Preview returns the plan and the table a pipeline for node would commit
 // for the objects of s, through the same compiler and renderer, without a
 // connection: what `kube-fence render` prints.
-func Preview(s *cluster.Snapshot, node string, opts policy.Options) (*plan.Plan, *nft.Table) {
+func Preview(s *cluster.Snapshot, node string, opts policy.Options, log nft.DropLog) (*plan.Plan, *nft.Table) {
 	c := policy.NewCompiler(node, opts)
 	c.Load(s)
 	pl := c.Plan()
-	var r nft.Renderer
+	r := nft.Renderer{DropLog: log}
 	return pl, r.Render(pl)
 }

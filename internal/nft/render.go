@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/droplog"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -48,8 +49,13 @@ func Render(pl *plan.Plan) *Table {
 // addresses are the same. Reused objects are shared with the previous
 // table, which is what lets Diff skip them in constant time, so a small
 // change costs a small render and a small diff however big the table. The
-// zero value is ready to use; a Renderer is not safe for concurrent use.
+// zero value is ready to use and logs drops with the defaults; a Renderer
+// is not safe for concurrent use.
 type Renderer struct {
+	// DropLog says how denied packets are logged; set it before the first
+	// Render.
+	DropLog DropLog
+
 	fixed    []*Chain
 	sets     map[string]renderedSet
 	profiles map[plan.ProfileID]renderedProfile
@@ -116,8 +122,8 @@ func (r *Renderer) fixedChains() []*Chain {
 		{Name: chainEgress, Rules: []Rule{
 			rule(ipSaddr.vmap(setEgressPods4)),
 			rule(ip6Saddr.vmap(setEgressPods6)),
-			rule(ipSaddr.inSet(setPodCIDRs4), drop),
-			rule(ip6Saddr.inSet(setPodCIDRs6), drop),
+			rule(ipSaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
+			rule(ip6Saddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
 		}},
 		// Ingress: the node itself may always reach its pods; then the same
 		// dispatch by destination address.
@@ -126,10 +132,11 @@ func (r *Renderer) fixedChains() []*Chain {
 			rule(ip6Saddr.inSet(setNodeAddrs6), accept),
 			rule(ipDaddr.vmap(setIngressPods4)),
 			rule(ip6Daddr.vmap(setIngressPods6)),
-			rule(ipDaddr.inSet(setPodCIDRs4), drop),
-			rule(ip6Daddr.inSet(setPodCIDRs6), drop),
+			rule(ipDaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
+			rule(ip6Daddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
 		}},
 	}
+	r.fixed = append(r.fixed, r.dropChains()...)
 	return r.fixed
 }
 
@@ -187,8 +194,8 @@ func profileChain(d plan.Direction, id plan.ProfileID) string {
 //	ingress-<id>:          ip saddr @ingress-<id>-any-v4 accept
 //	                       ip6 saddr @ingress-<id>-any-v6 accept
 //	                       meta l4proto . th dport vmap @ingress-<id>-ports
-//	                       drop
-//	ingress-<id>-tcp-80:   ip saddr @ingress-<id>-tcp-80-v4 accept ... drop
+//	                       goto drop-ingress
+//	ingress-<id>-tcp-80:   ip saddr @ingress-<id>-tcp-80-v4 accept ... goto drop-ingress
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
@@ -220,9 +227,11 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
 	allowVerdict := Verdict{Kind: expr.VerdictAccept}
+	deny := r.deny(droplog.SideIngress)
 	if p.Direction == plan.Egress {
 		peer, peer6, allow = ipDaddr, ip6Daddr, ret
 		allowVerdict = Verdict{Kind: expr.VerdictReturn}
+		deny = r.deny(droplog.SideEgress)
 	}
 	any4, any6, ports := name+"-any-v4", name+"-any-v6", name+"-ports"
 	first := rule(peer.inSet(any4), allow)
@@ -233,7 +242,7 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 		first,
 		rule(peer6.inSet(any6), allow),
 		rule(protoPortVmap(ports)),
-		rule(drop),
+		rule(deny),
 	}})
 	addSets(any4, any6, p.Any)
 
@@ -247,7 +256,7 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 			addChain(&Chain{Name: class, Rules: []Rule{
 				rule(peer.inSet(class+"-v4"), allow),
 				rule(peer6.inSet(class+"-v6"), allow),
-				rule(drop),
+				rule(deny),
 			}})
 			addSets(class+"-v4", class+"-v6", c.Peers)
 		}

@@ -42,7 +42,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 		{
 			name:    "rule deleted",
 			tamper:  [][]string{{"delete", "rule", "inet", nft.TableName, "ingress", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
-			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 drop"},
+			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 goto drop-unknown-address"},
 		},
 		{
 			name:    "element deleted",

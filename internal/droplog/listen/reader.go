@@ -1,4 +1,4 @@
-package droplog
+package listen
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/florianl/go-nflog/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/droplog"
 )
 
 // Reader receives the records of one NFLOG group in one network namespace.
@@ -51,7 +53,7 @@ func Open(netnsFD int, group uint16) (*Reader, error) {
 // fn, on a goroutine of its own, until ctx ends or reading fails; the socket
 // is closed then. Once Start has returned nil, every record the kernel logs
 // reaches fn. fn must not block for long.
-func (r *Reader) Start(ctx context.Context, fn func(Record)) error {
+func (r *Reader) Start(ctx context.Context, fn func(droplog.Record)) error {
 	hook := func(a nflog.Attribute) int {
 		if a.Prefix == nil || a.Payload == nil {
 			return 0
@@ -60,9 +62,9 @@ func (r *Reader) Start(ctx context.Context, fn func(Record)) error {
 		if a.Timestamp != nil {
 			at = *a.Timestamp
 		}
-		rec, err := Decode(*a.Prefix, *a.Payload, at)
+		rec, err := droplog.Decode(*a.Prefix, *a.Payload, at)
 		switch {
-		case errors.Is(err, ErrForeign):
+		case errors.Is(err, droplog.ErrForeign):
 		case err != nil:
 			r.Lost.Add(1)
 		default:
