@@ -117,6 +117,9 @@ type Pipeline struct {
 	conn     Conn
 	desired  *nft.Table // the table of the last Apply; what a read back compares with
 	plan     *plan.Plan
+	// committing, when set, is told the plan whose table a transaction is
+	// about to commit, and the previous plan again when it fails.
+	committing func(*plan.Plan)
 }
 
 // New returns a pipeline for node over conn, with no objects yet. The
@@ -138,6 +141,13 @@ func Open(node string, opts policy.Options, nopts kernel.Options) (*Pipeline, er
 // SetDropLog sets how the table logs the packets it drops (the default
 // logs them; see nft.DropLog). Call it before the first Apply.
 func (p *Pipeline) SetDropLog(l nft.DropLog) { p.renderer = nft.Renderer{DropLog: l} }
+
+// OnCommit sets f to be called with the plan whose table the next
+// transaction commits, just before it is sent, and with the previous plan
+// (nil before the first) when it fails. What reads the kernel's log of
+// dropped packets uses it: a packet the new table drops can be logged
+// before Apply returns.
+func (p *Pipeline) OnCommit(f func(*plan.Plan)) { p.committing = f }
 
 // The object changes. Objects must not be modified after they are handed
 // over: a change is a new object, as informers deliver them.
@@ -176,8 +186,14 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	a.Compile = t.lap()
 	a.Table = p.renderer.Render(a.Plan)
 	a.Render = t.lap()
+	if p.committing != nil {
+		p.committing(a.Plan)
+	}
 	res, err := p.conn.Sync(a.Table)
 	a.Transaction = t.lap()
+	if err != nil && p.committing != nil {
+		p.committing(p.plan)
+	}
 	if res == nil {
 		res = &nft.Result{Delta: &nft.Delta{}}
 	}
