@@ -99,7 +99,9 @@ func (e *KernelEnforcer) dropLog() nft.DropLog {
 func (e *KernelEnforcer) LogsDrops() bool { return !e.dropLog().Off }
 
 // Dropped implements Witness.
-func (e *KernelEnforcer) Dropped(since time.Time, f Flow) droplog.Side { return e.drops.Dropped(since, f) }
+func (e *KernelEnforcer) Dropped(since time.Time, f Flow) droplog.Side {
+	return e.drops.Dropped(since, f)
+}
 
 // Complete implements Witness.
 func (e *KernelEnforcer) Complete() error { return e.drops.Complete() }
