@@ -93,7 +93,10 @@ func newAgent(cfg Config, log *slog.Logger, pipe *enforce.Pipeline, events *even
 		notify:  make(chan struct{}, 1),
 	}
 	a.denied = &deniedLog{log: log.With("component", "denied"), podByIP: a.store.podByIP, metrics: a.metrics}
-	pipe.OnCommit(func(pl *plan.Plan) { a.denied.plan.Store(pl) })
+	pipe.OnCommit(func(enforced, audit *plan.Plan) {
+		a.denied.plan.Store(enforced)
+		a.denied.audit.Store(audit)
+	})
 	return a
 }
 

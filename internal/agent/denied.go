@@ -25,6 +25,7 @@ import (
 type deniedLog struct {
 	log     *slog.Logger
 	plan    atomic.Pointer[plan.Plan]
+	audit   atomic.Pointer[plan.Plan] // with the policies in audit mode enforced; nil without them
 	podByIP func(netip.Addr) string
 	metrics *metrics
 	seen    dedup
@@ -34,8 +35,9 @@ type deniedLog struct {
 // ends and, for the side that denied it, the policies isolating that side.
 type attribution struct {
 	srcPod, dstPod string
-	// policies isolate the side that denied the packet; empty for the
-	// default deny of unknown addresses.
+	// policies isolate the side that denied the packet (for a record of
+	// audit mode, with the policies in audit mode among them); empty for
+	// the default deny of unknown addresses.
 	policies []string
 	// namespace is the namespace of this node's pod on the denying side,
 	// the label of the denied-packets metric; empty for unknown addresses.
@@ -82,14 +84,18 @@ func attribute(rec droplog.Record, pl *plan.Plan, podByIP func(netip.Addr) strin
 
 // handle logs and counts one record.
 func (d *deniedLog) handle(rec droplog.Record) {
-	a := attribute(rec, d.plan.Load(), d.podByIP)
-	d.metrics.deniedPackets.WithLabelValues(string(rec.Side), a.namespace).Inc()
+	pl, counter := d.plan.Load(), d.metrics.deniedPackets
+	if rec.Audit {
+		pl, counter = d.audit.Load(), d.metrics.wouldDenyPackets
+	}
+	a := attribute(rec, pl, d.podByIP)
+	counter.WithLabelValues(string(rec.Side), a.namespace).Inc()
 	if !d.seen.first(rec) {
 		return // a retransmission of an attempt already logged
 	}
 	msg := "connection denied"
 	if rec.Audit {
-		msg = "connection would be denied (audit)"
+		msg = "connection would be denied"
 	}
 	policies := a.policies
 	if policies == nil {
@@ -212,8 +218,8 @@ func newDropCollector(netnsFD int, lost func() uint64) *dropCollector {
 		netnsFD: netnsFD,
 		lost:    lost,
 		suppressed: prometheus.NewDesc("kube_fence_denied_log_suppressed_total",
-			"Denied packets the table dropped without logging them because the --log-rate limit of their side was exceeded (the drop chains' counters; they restart at 0 when the table is rebuilt).",
-			[]string{"direction"}, nil),
+			"Packets the table did not log because the --log-rate limit of their side was exceeded: denied ones (mode deny, dropped all the same) and those audit policies would deny (mode audit). Read from the logging chains' counters, which restart at 0 when the table is rebuilt.",
+			[]string{"direction", "mode"}, nil),
 		lostDesc: prometheus.NewDesc("kube_fence_denied_log_lost_total",
 			"Denied-packet records the agent could not read: the socket's buffer overflowed (ENOBUFS) or a record could not be decoded.", nil, nil),
 	}
@@ -231,9 +237,13 @@ func (c *dropCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.suppressed, err)
 		return
 	}
-	for _, side := range nft.Sides {
-		if n, ok := counts[side]; ok {
-			ch <- prometheus.MustNewConstMetric(c.suppressed, prometheus.CounterValue, float64(n), string(side))
+	for _, lc := range nft.LogChains {
+		if n, ok := counts[lc]; ok {
+			mode := "deny"
+			if lc.Audit {
+				mode = "audit"
+			}
+			ch <- prometheus.MustNewConstMetric(c.suppressed, prometheus.CounterValue, float64(n), string(lc.Side), mode)
 		}
 	}
 }

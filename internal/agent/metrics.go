@@ -22,6 +22,8 @@ type metrics struct {
 	lastSync       prometheus.Gauge
 	degraded       prometheus.Gauge
 	deniedPackets  *prometheus.CounterVec
+	// wouldDenyPackets counts what policies in audit mode would deny.
+	wouldDenyPackets *prometheus.CounterVec
 }
 
 // Repair causes, the values of the cause label.
@@ -67,9 +69,12 @@ func newMetrics() *metrics {
 		deniedPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "denied_packets_total",
 			Help: "Denied packets the table logged (--log-denied), by the side that denied them (egress, ingress, unknown-address) and the namespace of this node's pod on that side."},
 			[]string{"direction", "namespace"}),
+		wouldDenyPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "would_deny_packets_total",
+			Help: "Allowed packets of new connections that NetworkPolicies in audit mode (annotation kube-fence.io/mode: audit) would deny, as the table logged them, by side and the namespace of this node's pod on that side."},
+			[]string{"direction", "namespace"}),
 	}
 	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.verifications, m.repairs,
-		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded, m.deniedPackets,
+		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded, m.deniedPackets, m.wouldDenyPackets,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
 		m.verifications.WithLabelValues(c)

@@ -103,6 +103,21 @@ func (e *KernelEnforcer) Dropped(since time.Time, f Flow) droplog.Side {
 	return e.drops.Dropped(since, f)
 }
 
+// WouldDeny implements Witness.
+func (e *KernelEnforcer) WouldDeny(since time.Time, f Flow) bool { return e.drops.WouldDeny(since, f) }
+
+// Auditing implements Witness.
+func (e *KernelEnforcer) Auditing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, np := range e.nodes {
+		if np.pipe.AuditPlan() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Complete implements Witness.
 func (e *KernelEnforcer) Complete() error { return e.drops.Complete() }
 

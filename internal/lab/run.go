@@ -160,9 +160,14 @@ func (l *Lab) DropsLogged() bool {
 func (l *Lab) markDrops(w Witness, start time.Time, results []Result, srcIPs map[string][]netip.Addr) error {
 	const grace = 200 * time.Millisecond
 	deadline := time.Now().Add(grace)
+	if w.Auditing() {
+		// A connected probe may return before its "would deny" record is
+		// read, and most have none to wait for: give them all a moment.
+		time.Sleep(50 * time.Millisecond)
+	}
 	for i := range results {
 		r := &results[i]
-		if r.Connected || r.Problem != "" {
+		if r.Problem != "" {
 			continue
 		}
 		src, ok := addrOf(srcIPs[r.From], r.IP.Is4())
@@ -171,6 +176,10 @@ func (l *Lab) markDrops(w Witness, start time.Time, results []Result, srcIPs map
 		}
 		proto, _ := protocolNumber(r.Protocol)
 		f := Flow{Src: src, Dst: r.IP, Protocol: proto, Port: uint16(r.Port)}
+		if r.Connected {
+			r.AuditDenied = w.WouldDeny(start, f)
+			continue
+		}
 		for {
 			r.DroppedBy = string(w.Dropped(start, f))
 			if r.DroppedBy != "" || time.Now().After(deadline) {

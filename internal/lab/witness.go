@@ -23,6 +23,11 @@ type Witness interface {
 	// Dropped returns where a packet of the flow was dropped since the time
 	// given ("" when no drop was logged).
 	Dropped(since time.Time, f Flow) droplog.Side
+	// WouldDeny reports whether a packet of the flow was logged since the
+	// time given as one policies in audit mode would deny.
+	WouldDeny(since time.Time, f Flow) bool
+	// Auditing reports whether some policy is in audit mode.
+	Auditing() bool
 	// Complete returns an error when a drop may have gone unlogged since
 	// the enforcer started: a rate limit suppressed a record or the socket
 	// lost one. A lab that reports where packets were dropped must not
@@ -47,6 +52,7 @@ var labDropLog = nft.DropLog{Rate: 1 << 20, Burst: 1 << 20}
 type drops struct {
 	mu      sync.Mutex
 	flows   map[Flow][]loggedDrop
+	audits  map[Flow][]loggedDrop
 	readers map[string]*listen.Reader
 	fds     map[string]int // network namespace of each node, to read its counters
 	cancels []context.CancelFunc
@@ -75,7 +81,8 @@ func (d *drops) watch(node string, netnsFD int, group uint16) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.readers == nil {
-		d.readers, d.fds, d.flows = map[string]*listen.Reader{}, map[string]int{}, map[Flow][]loggedDrop{}
+		d.readers, d.fds = map[string]*listen.Reader{}, map[string]int{}
+		d.flows, d.audits = map[Flow][]loggedDrop{}, map[Flow][]loggedDrop{}
 	}
 	d.readers[node], d.fds[node] = r, netnsFD
 	d.cancels = append(d.cancels, cancel)
@@ -83,17 +90,18 @@ func (d *drops) watch(node string, netnsFD int, group uint16) error {
 }
 
 func (d *drops) record(rec droplog.Record) {
-	if rec.Audit {
-		return
-	}
 	f := Flow{Src: rec.Src, Dst: rec.Dst, Protocol: rec.Protocol, Port: rec.DstPort}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.flows == nil {
 		return // closed
 	}
-	l := append(d.flows[f], loggedDrop{at: time.Now(), side: rec.Side})
-	d.flows[f] = l[max(0, len(l)-keepPerFlow):]
+	m := d.flows
+	if rec.Audit {
+		m = d.audits
+	}
+	l := append(m[f], loggedDrop{at: time.Now(), side: rec.Side})
+	m[f] = l[max(0, len(l)-keepPerFlow):]
 }
 
 // Dropped implements Witness.
@@ -106,6 +114,18 @@ func (d *drops) Dropped(since time.Time, f Flow) droplog.Side {
 		}
 	}
 	return ""
+}
+
+// WouldDeny implements Witness.
+func (d *drops) WouldDeny(since time.Time, f Flow) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.audits[f] {
+		if !l.at.Before(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // Complete implements Witness.
@@ -122,9 +142,9 @@ func (d *drops) Complete() error {
 			errs = append(errs, fmt.Errorf("node %s: %w", node, err))
 			continue
 		}
-		for side, n := range counts {
+		for lc, n := range counts {
 			if n > 0 {
-				errs = append(errs, fmt.Errorf("node %s: the rate limit suppressed %d drop records on the %s side", node, n, side))
+				errs = append(errs, fmt.Errorf("node %s: the rate limit of chain %s suppressed %d records", node, lc.Name(), n))
 			}
 		}
 	}
@@ -138,7 +158,7 @@ func (d *drops) close() {
 	for _, cancel := range d.cancels {
 		cancel()
 	}
-	d.readers, d.fds, d.flows, d.cancels = nil, nil, nil, nil
+	d.readers, d.fds, d.flows, d.audits, d.cancels = nil, nil, nil, nil, nil
 	d.mu.Unlock()
 	for _, r := range readers {
 		<-r.Done()

@@ -101,19 +101,40 @@ func (r *Renderer) dropChains() []*Chain {
 	return out
 }
 
-// Suppressed returns, per side, the packets the drop chains of a table read
-// back from the kernel dropped without a record (their rate limit's
-// counter). Sides without a drop chain are absent.
-func Suppressed(t *Table) map[droplog.Side]uint64 {
-	out := map[droplog.Side]uint64{}
-	for _, side := range Sides {
-		c := t.Chains[DropChain(side)]
+// LogChain is one chain that logs under a rate limit: a drop chain, or
+// (Audit) a chain logging what audit policies would deny.
+type LogChain struct {
+	Side  droplog.Side
+	Audit bool
+}
+
+// Name is the chain's name.
+func (l LogChain) Name() string {
+	if l.Audit {
+		return WouldDenyChain(l.Side)
+	}
+	return DropChain(l.Side)
+}
+
+// LogChains lists every chain that may log, drop chains first.
+var LogChains = []LogChain{
+	{Side: droplog.SideEgress}, {Side: droplog.SideIngress}, {Side: droplog.SideUnknownAddress},
+	{Side: droplog.SideEgress, Audit: true}, {Side: droplog.SideIngress, Audit: true},
+}
+
+// Suppressed returns, per logging chain of a table read back from the
+// kernel, the packets it did not log because its rate limit was exceeded
+// (the counter of its first rule). Chains the table lacks are absent.
+func Suppressed(t *Table) map[LogChain]uint64 {
+	out := map[LogChain]uint64{}
+	for _, lc := range LogChains {
+		c := t.Chains[lc.Name()]
 		if c == nil || len(c.Rules) == 0 {
 			continue
 		}
 		for _, e := range c.Rules[0].Exprs {
 			if ctr, ok := e.(*expr.Counter); ok {
-				out[side] = ctr.Packets
+				out[lc] = ctr.Packets
 			}
 		}
 	}

@@ -58,10 +58,17 @@ type Renderer struct {
 
 	fixed    []*Chain
 	sets     map[string]renderedSet
-	profiles map[plan.ProfileID]renderedProfile
+	profiles map[profileKey]renderedProfile
 	// What this render used, to become the caches for the next.
 	usedSets     map[string]renderedSet
-	usedProfiles map[plan.ProfileID]renderedProfile
+	usedProfiles map[profileKey]renderedProfile
+}
+
+// profileKey names a rendered profile: the enforcing one, or the one whose
+// chains log what audit policies would deny.
+type profileKey struct {
+	id    plan.ProfileID
+	audit bool
 }
 
 type renderedSet struct {
@@ -76,9 +83,14 @@ type renderedProfile struct {
 }
 
 // Render builds the table that enforces plan.
-func (r *Renderer) Render(pl *plan.Plan) *Table {
+func (r *Renderer) Render(pl *plan.Plan) *Table { return r.RenderAudit(pl, nil) }
+
+// RenderAudit builds the table that enforces pl and logs the connections
+// it allows that audit, the plan with the policies in audit mode enforced,
+// would deny (see addAudit). A nil audit adds nothing.
+func (r *Renderer) RenderAudit(pl, audit *plan.Plan) *Table {
 	r.usedSets = make(map[string]renderedSet, len(r.sets))
-	r.usedProfiles = make(map[plan.ProfileID]renderedProfile, len(r.profiles))
+	r.usedProfiles = make(map[profileKey]renderedProfile, len(r.profiles))
 	t := NewTable()
 	for _, c := range r.fixedChains() {
 		t.AddChain(c)
@@ -91,8 +103,9 @@ func (r *Renderer) Render(pl *plan.Plan) *Table {
 	r.addAddrSets(t, setPodCIDRs4, setPodCIDRs6, unknown)
 	addPodMaps(t, pl.Pods)
 	for _, prof := range pl.Profiles {
-		r.addProfile(t, prof)
+		r.addProfile(t, prof, false)
 	}
+	r.addAudit(t, pl, audit)
 	r.sets, r.profiles = r.usedSets, r.usedProfiles
 	r.usedSets, r.usedProfiles = nil, nil
 	return t
@@ -199,8 +212,9 @@ func profileChain(d plan.Direction, id plan.ProfileID) string {
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
-func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
-	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
+func (r *Renderer) addProfile(t *Table, p *plan.Profile, audit bool) {
+	key := profileKey{p.ID, audit}
+	if prev, ok := r.profiles[key]; ok && prev.profile == p {
 		for _, c := range prev.chains {
 			t.AddChain(c)
 		}
@@ -210,7 +224,7 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 				r.usedSets[s.Name] = rs
 			}
 		}
-		r.usedProfiles[p.ID] = prev
+		r.usedProfiles[key] = prev
 		return
 	}
 	out := renderedProfile{profile: p}
@@ -227,11 +241,18 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 	peer, allow := ipSaddr, accept
 	peer6 := ip6Saddr
 	allowVerdict := Verdict{Kind: expr.VerdictAccept}
-	deny := r.deny(droplog.SideIngress)
+	side := droplog.SideIngress
 	if p.Direction == plan.Egress {
 		peer, peer6, allow = ipDaddr, ip6Daddr, ret
 		allowVerdict = Verdict{Kind: expr.VerdictReturn}
-		deny = r.deny(droplog.SideEgress)
+		side = droplog.SideEgress
+	}
+	deny := r.deny(side)
+	if audit {
+		// Audit chains decide nothing: both ways return, a denial after
+		// logging it.
+		name = auditPrefix + name
+		allow, allowVerdict, deny = ret, Verdict{Kind: expr.VerdictReturn}, r.wouldDeny(side)
 	}
 	any4, any6, ports := name+"-any-v4", name+"-any-v6", name+"-ports"
 	first := rule(peer.inSet(any4), allow)
@@ -269,7 +290,7 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 	SortElems(portMap.Elems)
 	t.AddSet(portMap)
 	out.sets = append(out.sets, portMap)
-	r.usedProfiles[p.ID] = out
+	r.usedProfiles[key] = out
 }
 
 func portClassName(c plan.PortClass) string {

@@ -84,7 +84,7 @@ func TestDeniedConnectionLog(t *testing.T) {
 			t.Errorf("kube_fence_denied_packets_total{%s} = %v (present %v), want at least 1", want, v, ok)
 		}
 	}
-	if v, ok := framework.Value(samples, "kube_fence_denied_log_suppressed_total", `direction="ingress"`); !ok || v != 0 {
+	if v, ok := framework.Value(samples, "kube_fence_denied_log_suppressed_total", `direction="ingress",mode="deny"`); !ok || v != 0 {
 		t.Errorf("kube_fence_denied_log_suppressed_total{direction=\"ingress\"} = %v (present %v), want 0 for two probes", v, ok)
 	}
 }

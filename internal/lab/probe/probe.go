@@ -48,6 +48,9 @@ type Result struct {
 	// packets were dropped: "egress", "ingress" or "unknown-address"; empty
 	// when nothing logged a drop (or the enforcer does not log drops).
 	DroppedBy string `json:"dropped_by,omitempty"`
+	// AuditDenied is set on a connected probe that NetworkPolicies in audit
+	// mode would deny: the kernel logged it as "would deny".
+	AuditDenied bool `json:"audit_denied,omitempty"`
 }
 
 // Net connects the servers and probes of one lab: SCTP receivers report the

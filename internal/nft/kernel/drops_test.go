@@ -60,13 +60,13 @@ func TestReadSuppressed(t *testing.T) {
 	}
 	// One token in the bucket: the first packet is logged, nearly all the
 	// rest are not (one more may be logged if a second passed).
-	if n := got[droplog.SideEgress]; n < sent-3 || n > sent-1 {
+	if n := got[nft.LogChain{Side: droplog.SideEgress}]; n < sent-3 || n > sent-1 {
 		t.Errorf("suppressed on egress = %d after %d packets at 1/second burst 1, want %d-%d", n, sent, sent-3, sent-1)
 	}
-	if got[droplog.SideIngress] != 0 || got[droplog.SideUnknownAddress] != 0 {
+	if got[nft.LogChain{Side: droplog.SideIngress}] != 0 || got[nft.LogChain{Side: droplog.SideUnknownAddress}] != 0 {
 		t.Errorf("other sides counted packets: %v", got)
 	}
-	if _, ok := got[droplog.SideIngress]; !ok {
+	if _, ok := got[nft.LogChain{Side: droplog.SideIngress}]; !ok {
 		t.Errorf("ingress missing from %v: its drop chain exists", got)
 	}
 }
