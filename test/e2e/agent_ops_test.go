@@ -36,6 +36,7 @@ var documentedMetrics = map[string]string{
 	"kube_fence_denied_packets_total":                   "counter",
 	"kube_fence_denied_log_suppressed_total":            "counter",
 	"kube_fence_denied_log_lost_total":                  "counter",
+	"kube_fence_would_deny_packets_total":               "counter",
 }
 
 // stepMetrics scrapes /metrics: every documented metric with its type and

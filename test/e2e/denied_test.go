@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kube-fence/kube-fence/internal/lab"
+	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
 )
 
@@ -31,18 +32,22 @@ type deniedLine struct {
 }
 
 // TestDeniedConnectionLog runs the agent as the DaemonSet does, against a
-// real API server, and makes connections the policies deny on each side:
-// each must produce its log line, naming the pods at both ends, the side
-// that denied it and the policies isolating that side, within a second of
-// the first packet; the metrics count them.
+// real API server, and makes connections the policies deny on each side,
+// and one that a policy in audit mode would deny: each must produce its log
+// line, naming the pods at both ends, the side that denied it and the
+// policies isolating that side, within a second of the first packet; the
+// metrics count them.
 func TestDeniedConnectionLog(t *testing.T) {
 	c := newEnv(t)
 	a := c.startDefaultAgent("kube-fence-agent")
 	deny := netpol("y", "deny-to-b", map[string]string{"pod": "b"}, ingress)
 	egressOnly := netpol("x", "a-egress-80", map[string]string{"pod": "a"}, egress)
 	egressOnly.Spec.Egress = append(egressOnly.Spec.Egress, to(peers(podPeer(map[string]string{"pod": "b"})), numberPort(corev1.ProtocolTCP, 80)))
+	audit := netpol("x", "audit-b", map[string]string{"pod": "b"}, ingress)
+	audit.Annotations = map[string]string{policy.ModeAnnotation: policy.ModeAudit}
 	c.createPolicy(deny)
 	c.createPolicy(egressOnly)
+	c.createPolicy(audit)
 	c.waitKernel(apiBound, "policies created")
 
 	for _, tc := range []struct {
@@ -50,11 +55,14 @@ func TestDeniedConnectionLog(t *testing.T) {
 		side, src, dst   string
 		policies         []string
 		protocol, family string
+		audit            bool
 	}{
 		{target: c.target("x/b", "y/b", corev1.ProtocolTCP, 80, true), side: "ingress", src: "x/b", dst: "y/b",
 			policies: []string{"y/deny-to-b"}, protocol: "TCP", family: "IPv4"},
 		{target: c.target("x/a", "y/a", corev1.ProtocolUDP, 81, false), side: "egress", src: "x/a", dst: "y/a",
 			policies: []string{"x/a-egress-80"}, protocol: "UDP", family: "IPv6"},
+		{target: c.target("y/a", "x/b", corev1.ProtocolTCP, 80, true), side: "ingress", src: "y/a", dst: "x/b",
+			policies: []string{"x/audit-b"}, protocol: "TCP", family: "IPv4", audit: true},
 	} {
 		start := time.Now()
 		probed := make(chan []lab.Result, 1)
@@ -68,13 +76,17 @@ func TestDeniedConnectionLog(t *testing.T) {
 		line, at := waitDeniedLine(t, a.LogPath, start, func(l deniedLine) bool {
 			return l.Src == c.podIP(tc.target.From, tc.target.IP.Is4()) && l.Dst == tc.target.IP.String() && l.DstPort == int(tc.target.Port)
 		})
-		if line.Msg != "connection denied" || line.Side != tc.side || line.SrcPod != tc.src || line.DstPod != tc.dst ||
+		msg := "connection denied"
+		if tc.audit {
+			msg = "connection would be denied"
+		}
+		if line.Msg != msg || line.Side != tc.side || line.SrcPod != tc.src || line.DstPod != tc.dst ||
 			!slices.Equal(line.Policies, tc.policies) || line.Protocol != tc.protocol || line.Family != tc.family {
 			t.Errorf("log line %+v, want side %s, pods %s -> %s, policies %v, %s %s", line, tc.side, tc.src, tc.dst, tc.policies, tc.family, tc.protocol)
 		}
 		t.Logf("%s -> %s: logged %v after the probe started", tc.src, tc.dst, at.Round(time.Millisecond))
-		if r := <-probed; len(r) != 1 || r[0].Connected {
-			t.Fatalf("%s -> %s: %+v; the policies deny it", tc.src, tc.dst, r)
+		if r := <-probed; len(r) != 1 || r[0].Connected != tc.audit {
+			t.Fatalf("%s -> %s: %+v; want connected=%v", tc.src, tc.dst, r, tc.audit)
 		}
 	}
 
@@ -83,6 +95,9 @@ func TestDeniedConnectionLog(t *testing.T) {
 		if v, ok := framework.Value(samples, "kube_fence_denied_packets_total", want); !ok || v < 1 {
 			t.Errorf("kube_fence_denied_packets_total{%s} = %v (present %v), want at least 1", want, v, ok)
 		}
+	}
+	if v, ok := framework.Value(samples, "kube_fence_would_deny_packets_total", `direction="ingress",namespace="x"`); !ok || v < 1 {
+		t.Errorf("kube_fence_would_deny_packets_total{direction=\"ingress\",namespace=\"x\"} = %v (present %v), want at least 1", v, ok)
 	}
 	if v, ok := framework.Value(samples, "kube_fence_denied_log_suppressed_total", `direction="ingress",mode="deny"`); !ok || v != 0 {
 		t.Errorf("kube_fence_denied_log_suppressed_total{direction=\"ingress\"} = %v (present %v), want 0 for two probes", v, ok)
