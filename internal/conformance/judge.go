@@ -30,12 +30,18 @@ type Verdict struct {
 	// evaluator says denies the probe ("egress" when the source's egress
 	// does, else "ingress"); empty for a probe that should connect.
 	WantDroppedBy string
+	// WantAuditDenied is, when the lab logs drops, whether the reference
+	// evaluator says policies in audit mode would deny this probe (it
+	// connects, and the kernel must log it as "would deny").
+	WantAuditDenied bool
+	dropsJudged     bool
 }
 
 // OK reports whether the probe saw what was expected (and nothing but the
 // destination answered), and a blocked probe was dropped where expected.
 func (v Verdict) OK() bool {
-	return v.Connected == v.Want && v.Problem == "" && (v.Connected || v.WantDroppedBy == "" || v.DroppedBy == v.WantDroppedBy)
+	return v.Connected == v.Want && v.Problem == "" && (v.Connected || v.WantDroppedBy == "" || v.DroppedBy == v.WantDroppedBy) &&
+		(!v.dropsJudged || !v.Connected || v.AuditDenied == v.WantAuditDenied)
 }
 
 // ExpectDrops sets WantDroppedBy of every probe expected to be blocked,
@@ -43,8 +49,12 @@ func (v Verdict) OK() bool {
 // each blocked probe, and it must be the side that denies it.
 func (o *Outcome) ExpectDrops() {
 	for i := range o.Verdicts {
-		if v := &o.Verdicts[i]; !v.Want {
+		v := &o.Verdicts[i]
+		v.dropsJudged = true
+		if !v.Want {
 			v.WantDroppedBy = DeniedBy(o.Snap, v.Target)
+		} else if rv, ok := referenceVerdict(o.Snap, v.Target); ok {
+			v.WantAuditDenied = len(rv.WouldBeDeniedBy) > 0
 		}
 	}
 }
@@ -211,6 +221,10 @@ func (o *Outcome) Report() string {
 			}
 			if v.Problem != "" {
 				fmt.Fprintf(&b, "%s -> %s %s/%d %s: %s\n", v.From, v.To, v.Protocol, v.Port, v.IP, v.Problem)
+			}
+			if v.Connected && v.Want && v.AuditDenied != v.WantAuditDenied {
+				fmt.Fprintf(&b, "%s -> %s %s/%d %s: connected, audit_denied %v, want %v\n", v.From, v.To, v.Protocol, v.Port, v.IP,
+					v.AuditDenied, v.WantAuditDenied)
 			}
 			if v.Connected == v.Want && v.WantDroppedBy != "" && v.DroppedBy != v.WantDroppedBy {
 				fmt.Fprintf(&b, "%s -> %s %s/%d %s: blocked, dropped by %q, want %q\n", v.From, v.To, v.Protocol, v.Port, v.IP,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
@@ -38,6 +39,10 @@ type Verdict struct {
 	Allowed  bool   `json:"allowed"`
 	Egress   Side   `json:"egress"`  // the source's egress
 	Ingress  Side   `json:"ingress"` // the destination's ingress
+	// WouldBeDeniedBy lists, for an allowed connection, the policies in
+	// audit mode (annotation kube-fence.io/mode: audit) that would deny it
+	// once enforced; absent when none would.
+	WouldBeDeniedBy []string `json:"would_be_denied_by,omitempty"`
 }
 
 // Side is how one side judged the connection.
@@ -85,18 +90,24 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Verdicts: []Verdict{}}
+	audit, auditing := policy.WithAuditEnforced(s)
 	for _, v4 := range []bool{true, false} {
 		src, okFrom := family(from.ips, v4)
 		dst, okTo := family(to.ips, v4)
 		if !okFrom || !okTo {
 			continue
 		}
-		e := policy.Explain(s, policy.Endpoint{Pod: from.pod, IP: src}, policy.Endpoint{Pod: to.pod, IP: dst}, q.Protocol, q.Port)
-		r.Verdicts = append(r.Verdicts, Verdict{
+		fromEnd, toEnd := policy.Endpoint{Pod: from.pod, IP: src}, policy.Endpoint{Pod: to.pod, IP: dst}
+		e := policy.Explain(s, fromEnd, toEnd, q.Protocol, q.Port)
+		v := Verdict{
 			Family: familyName(v4), From: from.name, FromIP: src.String(), To: to.name, ToIP: dst.String(),
 			Protocol: q.Protocol.String(), Port: q.Port, Allowed: e.Allowed,
 			Egress: side(e.Egress), Ingress: side(e.Ingress),
-		})
+		}
+		if auditing && e.Allowed {
+			v.WouldBeDeniedBy = wouldDeny(s, policy.Explain(audit, fromEnd, toEnd, q.Protocol, q.Port))
+		}
+		r.Verdicts = append(r.Verdicts, v)
 	}
 	if len(r.Verdicts) == 0 {
 		return nil, fmt.Errorf("%w: %s (%s) and %s (%s) share no address family", ErrInput,
@@ -156,6 +167,29 @@ func addrList(ips []netip.Addr) string {
 		s[i] = ip.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// wouldDeny lists the policies in audit mode isolating each side that the
+// explanation with them enforced denies.
+func wouldDeny(s *cluster.Snapshot, withAudit policy.Explanation) []string {
+	inAudit := map[string]bool{}
+	for _, np := range s.Policies {
+		if policy.IsAudit(np) {
+			inAudit[np.Namespace+"/"+np.Name] = true
+		}
+	}
+	var out []string
+	for _, sv := range []policy.SideVerdict{withAudit.Egress, withAudit.Ingress} {
+		if sv.Allowed {
+			continue
+		}
+		for _, p := range sv.Policies {
+			if inAudit[p] && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func side(v policy.SideVerdict) Side {

@@ -135,7 +135,7 @@ func (d *drops) Complete() error {
 	var errs []error
 	for node, r := range d.readers {
 		if n := r.Lost.Load(); n > 0 {
-			errs = append(errs, fmt.Errorf("node %s: %d drop records lost by the NFLOG socket", node, n))
+			errs = append(errs, fmt.Errorf("node %s: %d drop records lost by the NFLOG socket (%d undecodable)", node, n, r.Undecodable.Load()))
 		}
 		counts, err := kernel.ReadSuppressed(d.fds[node])
 		if err != nil {
