@@ -29,6 +29,7 @@ type deniedLog struct {
 	podByIP func(netip.Addr) string
 	metrics *metrics
 	seen    dedup
+	handled atomic.Uint64 // records handled, for the flood benchmark
 }
 
 // attribution is what the cluster says about a record: the pods at both
@@ -84,6 +85,7 @@ func attribute(rec droplog.Record, pl *plan.Plan, podByIP func(netip.Addr) strin
 
 // handle logs and counts one record.
 func (d *deniedLog) handle(rec droplog.Record) {
+	d.handled.Add(1)
 	pl, counter := d.plan.Load(), d.metrics.deniedPackets
 	if rec.Audit {
 		pl, counter = d.audit.Load(), d.metrics.wouldDenyPackets
