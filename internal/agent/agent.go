@@ -37,11 +37,8 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, log *slog
 	defer a.events.shutdown()
 	if !cfg.DropLog.Off {
 		// Before the first sync, so no record of the new table is missed.
-		r, err := startDeniedLog(ctx, cfg, a.denied)
-		if err != nil {
-			return err
-		}
-		a.metrics.registry.MustRegister(newDropCollector(cfg.NetNSFD, r.Lost.Load))
+		a.denied.run(ctx, cfg)
+		a.metrics.registry.MustRegister(newDropCollector(cfg.NetNSFD, a.denied.lost))
 	}
 	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
 		return err

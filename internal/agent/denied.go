@@ -30,6 +30,48 @@ type deniedLog struct {
 	metrics *metrics
 	seen    dedup
 	handled atomic.Uint64 // records handled, for the flood benchmark
+	reader  atomic.Pointer[listen.Reader]
+}
+
+// bindRetry is how often the agent tries again to bind an NFLOG group
+// another process holds.
+const bindRetry = 10 * time.Second
+
+// run starts reading the table's records. The kernel gives a group to one
+// socket per network namespace: while another process holds it (a second
+// agent, or the previous one during a restart) the agent enforces as
+// always, says so, and tries again every bindRetry.
+func (d *deniedLog) run(ctx context.Context, cfg Config) {
+	r, err := startDeniedLog(ctx, cfg, d)
+	if err == nil {
+		d.reader.Store(r)
+		return
+	}
+	d.log.Warn("denied packets are not logged until the NFLOG group is free; retrying", "err", err, "retryIn", bindRetry)
+	go func() {
+		t := time.NewTicker(bindRetry)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if r, err := startDeniedLog(ctx, cfg, d); err == nil {
+				d.reader.Store(r)
+				d.log.Info("denied packets are logged again")
+				return
+			}
+		}
+	}()
+}
+
+// lost is the records the current reader lost.
+func (d *deniedLog) lost() uint64 {
+	if r := d.reader.Load(); r != nil {
+		return r.Lost.Load()
+	}
+	return 0
 }
 
 // attribution is what the cluster says about a record: the pods at both
