@@ -66,6 +66,18 @@ func TestReadSuppressed(t *testing.T) {
 	if got[nft.LogChain{Side: droplog.SideIngress}] != 0 || got[nft.LogChain{Side: droplog.SideUnknownAddress}] != 0 {
 		t.Errorf("other sides counted packets: %v", got)
 	}
+	// The counter's values are not part of the rule: a read back after
+	// traffic finds the drop chain as rendered.
+	c := openConn(t, ns, OwnershipOff)
+	d, err := c.Verify(r.Render(testPlan()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, diff := range d.Differences {
+		if strings.Contains(diff, "drop-egress") {
+			t.Errorf("read back after counting: %s", diff)
+		}
+	}
 	if _, ok := got[nft.LogChain{Side: droplog.SideIngress}]; !ok {
 		t.Errorf("ingress missing from %v: its drop chain exists", got)
 	}

@@ -69,6 +69,12 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 			wantMsg: []string{"set ingress-i000000000001-tcp-8000-8080-v4: missing element 192.168.0.0/16"},
 		},
 		{
+			name:   "drop chain emptied",
+			tamper: [][]string{{"flush", "chain", "inet", nft.TableName, "drop-ingress"}},
+			wantMsg: []string{"chain drop-ingress: rule 1 missing: limit rate over 100/second burst 100 packets counter drop",
+				`chain drop-ingress: rule 2 missing: log prefix "kube-fence deny ingress" group 1617 drop`},
+		},
+		{
 			name:    "table deleted",
 			tamper:  [][]string{{"delete", "table", "inet", nft.TableName}},
 			wantMsg: []string{"table inet kube-fence: missing"},
