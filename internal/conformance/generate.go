@@ -66,8 +66,8 @@ var Dimensions = map[string][]string{
 
 // auditEvery puts the last policy of every auditEvery-th case in audit mode
 // and makes its action the removal of the annotation. It is decided by the
-// case's number, not the random stream, so the other cases stay the same as
-// before audit mode existed.
+// case's number, not by drawing from the random stream, which the other
+// dimensions keep to themselves.
 const auditEvery = 5
 
 // Generate returns n distinct cases, deterministic from seed and base (the
