@@ -23,6 +23,7 @@ func newAgentCmd() *cobra.Command {
 		ownership = "auto"
 		logLevel  = "info"
 		logFormat = "text"
+		logFlags  *dropLogFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -39,7 +40,13 @@ watched when their CRD is installed; without it the agent enforces NetworkPolici
 asks every --crd-poll-interval whether it appeared (deploy/crds/README.md installs it).
 
 On SIGTERM the table is left in place so pods stay protected while the agent restarts; use
---cleanup to remove everything kube-fence created.`,
+--cleanup to remove everything kube-fence created.
+
+With --log-denied (the default) the table logs every packet it denies to an NFLOG group,
+at most --log-rate a second per side (egress, ingress, unknown address), and the agent
+writes one line per denied connection: addresses and ports, the pods at both ends, the
+side that denied it and the policies isolating that side. docs/observability.md shows
+how to read it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.NodeName == "" {
@@ -55,6 +62,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			if cfg.Ownership, err = agent.ParseOwnership(ownership); err != nil {
 				return err
 			}
+			cfg.DropLog = logFlags.value()
 			if cleanup {
 				return agent.Cleanup(cfg, cmd.OutOrStdout())
 			}
@@ -86,6 +94,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	f.BoolVar(&cleanup, "cleanup", false, "remove everything kube-fence created on this node and exit (stop the agent first)")
 	f.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", logFormat, "text or json")
+	logFlags = addDropLogFlags(f)
 	return cmd
 }
 

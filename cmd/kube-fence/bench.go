@@ -27,7 +27,8 @@ func newBenchCmd() *cobra.Command {
 	var (
 		sizeName, parts, policies, cnps, jsonFile, plotFile, replot string
 		podsList, cpuProfile                                        string
-		runs, changeRuns, rounds, connects                          int
+		runs, changeRuns, rounds, connects, datapathAudit           int
+		datapathLog                                                 bool
 		stream                                                      time.Duration
 	)
 	cmd := &cobra.Command{
@@ -83,6 +84,8 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 			if f.Changed("stream") {
 				cfg.Datapath.Stream = stream
 			}
+			cfg.Datapath.NoDropLog = !datapathLog
+			cfg.Datapath.AuditPolicies = datapathAudit
 			if f.Changed("datapath-policies") {
 				list, err := intList(policies)
 				if err != nil {
@@ -143,6 +146,8 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.StringVar(&policies, "datapath-policies", "", "policy counts the datapath compares, the first 0 (default: 0,100 small; 0,1,1000,10000 full)")
 	f.StringVar(&cnps, "datapath-cnps", "", "ClusterNetworkPolicy counts the datapath measures beside them, none 0 (default: 10 small; 10,100 full)")
 	f.IntVar(&rounds, "rounds", 0, "datapath rounds (default: 1 small, 5 full)")
+	f.BoolVar(&datapathLog, "datapath-log-denied", true, "the datapath's tables log denied packets, as the agent's --log-denied does; false renders plain drops")
+	f.IntVar(&datapathAudit, "datapath-audit", 0, "add this many NetworkPolicies in audit mode to every datapath pair (copies of its policies, allowing the measured connection), so the audit chains judge each new connection")
 	f.IntVar(&connects, "connects", 0, "timed TCP connects per policy count and round (default: 200 small, 2000 full)")
 	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")
 	f.StringVar(&jsonFile, "json", "", "also write every measurement to this file as JSON")

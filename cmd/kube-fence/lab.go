@@ -86,6 +86,11 @@ pod runs on one node. See docs/lab.md for the address plan and the probe methods
 
 The output is one truth table per protocol, port and address family (rows connect to
 columns: . connected, X blocked, - not probed), or with -o json the list of probes.
+Each node's table logs its drops, and a blocked probe says where the kernel dropped it:
+E (json "dropped_by": "egress") the source pod's egress, I ("ingress") the destination
+pod's ingress, U ("unknown-address") an address of the pod CIDRs that no pod holds. The
+lab's rate limit is far above what probes send; should a record go missing anyway, the
+run fails rather than guess.
 SCTP is probed with a crafted INIT (method sctp-init), as this kernel has no SCTP sockets.
 
 Exit status: 0 when the run worked, whatever the connectivity; 2 for an invalid scenario

@@ -89,7 +89,8 @@ func TestLabRunJSON(t *testing.T) {
 }
 
 // TestLabRunEnforces runs the real enforcer: a policy isolating x/a for
-// ingress blocks exactly the probes into x/a, SCTP included.
+// ingress blocks exactly the probes into x/a, SCTP included, and the kernel
+// logged each as dropped by x/a's ingress.
 func TestLabRunEnforces(t *testing.T) {
 	testenv.RequireRoot(t)
 	scenario := twoPods + `---
@@ -105,6 +106,7 @@ func TestLabRunEnforces(t *testing.T) {
 		Probes []struct {
 			From, To  string
 			Connected bool
+			DroppedBy *string `json:"dropped_by"`
 		} `json:"probes"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
@@ -116,6 +118,12 @@ func TestLabRunEnforces(t *testing.T) {
 	for _, p := range got.Probes {
 		if want := p.To != "x/a"; p.Connected != want {
 			t.Errorf("%s -> %s connected=%v, want %v", p.From, p.To, p.Connected, want)
+		}
+		switch {
+		case p.Connected && p.DroppedBy != nil:
+			t.Errorf("%s -> %s connected, yet dropped_by %q", p.From, p.To, *p.DroppedBy)
+		case !p.Connected && (p.DroppedBy == nil || *p.DroppedBy != "ingress"):
+			t.Errorf("%s -> %s blocked, dropped_by %v, want \"ingress\"", p.From, p.To, p.DroppedBy)
 		}
 	}
 }

@@ -26,6 +26,7 @@ func newRenderCmd() *cobra.Command {
 		file, node, addresses string
 		defaultDenyUnknown    = true
 	)
+	var logFlags *dropLogFlags
 	cmd := &cobra.Command{
 		Use:   "render -f MANIFESTS [--node NAME]",
 		Short: "Print the nftables table kube-fence would program on a node, in nft syntax",
@@ -39,6 +40,9 @@ is changed on this machine and no privileges are needed.
 The output is what to read to understand a node's enforcement, and valid input for nft:
 "nft -c -f FILE" checks it, and "nft -f FILE" in a scratch network namespace loads the
 very table the agent would hold (the tests compare both read back from the kernel).
+Every denied packet ends in a drop chain (drop-egress, drop-ingress, drop-unknown-address)
+that logs it to an NFLOG group under a rate limit, as the agent's --log-denied does; the
+--log-* flags take the agent's values.
 
 Addresses (--addresses):
   lab      as the lab builds the scenario: pods without status.podIPs get addresses from
@@ -77,7 +81,11 @@ on standard error (they fail closed); the rest is in the table.`,
 			if node, err = pickNode(snap, node); err != nil {
 				return err
 			}
-			pl, table := enforce.Preview(snap, node, policy.Options{DefaultDenyUnknown: defaultDenyUnknown})
+			log := logFlags.value()
+			if err := log.Defaults().Validate(); err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			pl, table := enforce.Preview(snap, node, policy.Options{DefaultDenyUnknown: defaultDenyUnknown}, log)
 			for _, p := range pl.Problems {
 				fmt.Fprintf(cmd.ErrOrStderr(), "kube-fence render: warning: %s\n", p)
 			}
@@ -93,6 +101,7 @@ on standard error (they fail closed); the rest is in the table.`,
 	f.StringVar(&addresses, "addresses", addressesLab, "where addresses come from: lab or objects (see above)")
 	f.BoolVar(&defaultDenyUnknown, "default-deny-unknown", defaultDenyUnknown,
 		"isolate addresses of the node's pod CIDRs that belong to no known pod, as the agent does by default")
+	logFlags = addDropLogFlags(f)
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }

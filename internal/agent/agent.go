@@ -33,9 +33,15 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 		return err
 	}
 	defer pipe.Close()
+	pipe.SetDropLog(cfg.DropLog)
 
 	a := newAgent(cfg, log, pipe, newEventSink(client, cfg.NodeName))
 	defer a.events.shutdown()
+	if !cfg.DropLog.Off {
+		// Before the first sync, so no record of the new table is missed.
+		a.denied.run(ctx, cfg)
+		a.metrics.registry.MustRegister(newDropCollector(cfg.NetNSFD, a.denied.lost))
+	}
 	if err := serve(ctx, log, cfg, a.status, a.metrics); err != nil {
 		return err
 	}
@@ -43,7 +49,8 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 
 	// A table left by the previous agent keeps enforcing the last known
 	// state while the API server is listed.
-	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown)
+	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown,
+		"logDenied", !cfg.DropLog.Off)
 	a.status.setWaiting(true)
 	watch := newCNPWatch(log, client.Discovery(), cnps, a.store, cfg.CRDPollInterval)
 	err = startInformers(ctx, client, cfg.NodeName, a.store, watch)
@@ -68,13 +75,14 @@ type agent struct {
 	status  *status
 	events  *eventSink
 	notify  chan struct{} // nftables changed by another process
+	denied  *deniedLog
 
 	degraded string // the reason, while the kernel's table is not the desired one
 	failures int    // consecutive failed syncs, for the backoff
 }
 
 func newAgent(cfg Config, log *slog.Logger, pipe *enforce.Pipeline, events *eventSink) *agent {
-	return &agent{
+	a := &agent{
 		cfg:     cfg,
 		log:     log,
 		pipe:    pipe,
@@ -84,6 +92,12 @@ func newAgent(cfg Config, log *slog.Logger, pipe *enforce.Pipeline, events *even
 		events:  events,
 		notify:  make(chan struct{}, 1),
 	}
+	a.denied = &deniedLog{log: log.With("component", "denied"), podByIP: a.store.podByIP, metrics: a.metrics}
+	pipe.OnCommit(func(enforced, audit *plan.Plan) {
+		a.denied.plan.Store(enforced)
+		a.denied.audit.Store(audit)
+	})
+	return a
 }
 
 // loop is the single writer: the only goroutine that touches the kernel.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 )
 
@@ -39,6 +40,10 @@ type Config struct {
 	// CRDPollInterval is how often the agent asks discovery whether the
 	// ClusterNetworkPolicy CRD was installed or removed.
 	CRDPollInterval time.Duration
+	// DropLog says how the table logs denied packets (--log-denied and
+	// the --log-* flags); the agent reads the records and writes one line
+	// per denied connection.
+	DropLog nft.DropLog
 	// NetNSFD makes the agent enforce in another network namespace; 0 for
 	// its own. Only tests use it.
 	NetNSFD int
@@ -101,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDelay < c.Debounce {
 		errs = append(errs, fmt.Errorf("--max-delay: %v is below --debounce %v", c.MaxDelay, c.Debounce))
+	}
+	if err := c.DropLog.Defaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--log-rate/--log-burst: %w", err))
 	}
 	return errors.Join(errs...)
 }

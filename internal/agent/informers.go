@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // startInformers starts watching pods, namespaces and NetworkPolicies of the
@@ -83,7 +85,11 @@ func trimObject(obj any) (any, error) {
 		out.Status.Addresses = o.Status.Addresses
 		return out, nil
 	case *networkingv1.NetworkPolicy:
-		return &networkingv1.NetworkPolicy{ObjectMeta: trimMeta(o.ObjectMeta), Spec: o.Spec}, nil
+		meta := trimMeta(o.ObjectMeta)
+		if mode, ok := o.Annotations[policy.ModeAnnotation]; ok { // audit mode
+			meta.Annotations = map[string]string{policy.ModeAnnotation: mode}
+		}
+		return &networkingv1.NetworkPolicy{ObjectMeta: meta, Spec: o.Spec}, nil
 	}
 	return obj, nil // tombstones and anything else pass unchanged
 }

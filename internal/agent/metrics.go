@@ -22,6 +22,9 @@ type metrics struct {
 	tableObjects   *prometheus.GaugeVec
 	lastSync       prometheus.Gauge
 	degraded       prometheus.Gauge
+	deniedPackets  *prometheus.CounterVec
+	// wouldDenyPackets counts what policies in audit mode would deny.
+	wouldDenyPackets *prometheus.CounterVec
 }
 
 // Repair causes, the values of the cause label.
@@ -62,9 +65,18 @@ func newMetrics() *metrics {
 			Help: "Unix time of the last sync that left the kernel's table equal to the desired one."}),
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "degraded",
 			Help: "1 while the kernel's table could not be brought to the desired state, else 0."}),
+		// The namespace is that of this node's pod on the denying side, so
+		// the label takes at most as many values as the node has
+		// namespaces with pods; "" for unknown addresses.
+		deniedPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "denied_packets_total",
+			Help: "Denied packets the table logged (--log-denied), by the side that denied them (egress, ingress, unknown-address) and the namespace of this node's pod on that side."},
+			[]string{"direction", "namespace"}),
+		wouldDenyPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "would_deny_packets_total",
+			Help: "Allowed packets of new connections that NetworkPolicies in audit mode (annotation kube-fence.io/mode: audit) would deny, as the table logged them, by side and the namespace of this node's pod on that side."},
+			[]string{"direction", "namespace"}),
 	}
 	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.verifications, m.repairs,
-		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded,
+		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded, m.deniedPackets, m.wouldDenyPackets,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
 		m.verifications.WithLabelValues(c)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,9 @@ type store struct {
 	nodeUID    types.UID
 	dirty      dirtyKeys
 	cnp        cnpState // ClusterNetworkPolicies, see store_cnp.go
+	// byIP names the pod holding each address, for the denied-packet log.
+	// Two pods can hold one address for a moment; the last set wins.
+	byIP map[netip.Addr]string
 
 	changed chan struct{} // signalled (without blocking) on every change
 }
@@ -51,6 +55,7 @@ func newStore(log *slog.Logger) *store {
 		namespaces: map[string]*cluster.Namespace{},
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
+		byIP:       map[netip.Addr]string{},
 		dirty:      newDirtyKeys(),
 		cnp:        cnpState{policies: map[string]*cnpEntry{}},
 		changed:    make(chan struct{}, 1),
@@ -104,6 +109,25 @@ func (s *store) policy(key string) *networkingv1.NetworkPolicy {
 	return s.policies[key]
 }
 
+// podByIP returns namespace/name of the pod holding addr, or "".
+func (s *store) podByIP(addr netip.Addr) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byIP[addr]
+}
+
+// unindex forgets the addresses of p (nil: nothing) that still name it.
+func (s *store) unindex(p *cluster.Pod) {
+	if p == nil {
+		return
+	}
+	for _, ip := range p.IPs {
+		if s.byIP[ip] == p.Key() {
+			delete(s.byIP, ip)
+		}
+	}
+}
+
 // nodeRef returns this node's UID for events, and whether the Node is known yet.
 func (s *store) nodeRef() (types.UID, bool) {
 	s.mu.Lock()
@@ -138,7 +162,11 @@ func (s *store) setPod(obj any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.unindex(s.pods[o.pod.Key()])
 	s.pods[o.pod.Key()] = o.pod
+	for _, ip := range o.pod.IPs {
+		s.byIP[ip] = o.pod.Key()
+	}
 	s.dirty.pods[o.pod.Key()] = struct{}{}
 	s.bump()
 }
@@ -212,7 +240,10 @@ func handlers(set func(any), del func(key string)) cache.ResourceEventHandlerFun
 func deleteKey[T any](s *store, m map[string]T, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := m[key]; ok {
+	if old, ok := m[key]; ok {
+		if p, ok := any(old).(*cluster.Pod); ok {
+			s.unindex(p)
+		}
 		delete(m, key)
 		// The map says which kind of object went.
 		switch any(m).(type) {

@@ -23,6 +23,8 @@ import (
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/lab"
 	"github.com/kube-fence/kube-fence/internal/netns"
+	"github.com/kube-fence/kube-fence/internal/nft"
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // DatapathConfig sizes the datapath measurement.
@@ -42,6 +44,13 @@ type DatapathConfig struct {
 	// selecting the measured pods and no NetworkPolicy (see datapathCNPs),
 	// compared with the same baseline.
 	CNPs []int `json:"cnps,omitempty"`
+	// NoDropLog renders plain drops instead of drops that log
+	// (--log-denied=false), and AuditPolicies adds that many policies in
+	// audit mode to every pair (a copy of its policies, allowing the
+	// measured connection too), so the audit chains judge every new
+	// connection: the cost of logging and of audit mode.
+	NoDropLog     bool `json:"noDropLog,omitempty"`
+	AuditPolicies int  `json:"auditPolicies,omitempty"`
 }
 
 func (c DatapathConfig) validate() error {
@@ -119,8 +128,9 @@ func measureDatapath(ctx context.Context, cfg DatapathConfig, log func(string, .
 		}
 		snap.Policies = append(snap.Policies, datapathPolicies(su.Policies, i)...)
 		snap.ClusterNetworkPolicies = append(snap.ClusterNetworkPolicies, datapathCNPs(su.CNPs, i)...)
+		snap.Policies = append(snap.Policies, auditPolicies(cfg.AuditPolicies, i)...)
 	}
-	enf := &lab.KernelEnforcer{}
+	enf := &lab.KernelEnforcer{DropLog: nft.DropLog{Off: cfg.NoDropLog}}
 	l, err := lab.New(ctx, snap, lab.Options{Enforcer: enf})
 	if err != nil {
 		return nil, err
@@ -272,6 +282,16 @@ func datapathPolicies(n, pair int) []*networkingv1.NetworkPolicy {
 			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: peers, Ports: ports[i%len(ports)]}}
 		}
 		out = append(out, np)
+	}
+	return out
+}
+
+// auditPolicies are the pair's policies of a count, in audit mode.
+func auditPolicies(n, pair int) []*networkingv1.NetworkPolicy {
+	out := datapathPolicies(n, pair)
+	for _, np := range out {
+		np.Name = "audit-" + np.Name
+		np.Annotations = map[string]string{policy.ModeAnnotation: policy.ModeAudit}
 	}
 	return out
 }

@@ -122,3 +122,45 @@ func TestJudgeReportsWrongProbes(t *testing.T) {
 		t.Errorf("report shows a family without wrong probes:\n%s", rep)
 	}
 }
+
+// TestJudgeChecksWhereProbesWereDropped: with the lab logging drops, a
+// blocked probe must say the side the reference evaluator denies it on; a
+// missing or wrong side fails the probe and the report names it.
+func TestJudgeChecksWhereProbesWereDropped(t *testing.T) {
+	base, err := Model(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &State{Snap: lab.Clone(base)}
+	s.Apply(Policy("x", "deny", all, Ingress()))
+	var results []probe.Result
+	for _, from := range s.PodKeys() {
+		for _, to := range s.PodKeys() {
+			if from == to {
+				continue
+			}
+			for _, ip := range s.IPs(to) {
+				tg := probe.Target{From: from, To: to, IP: ip, Family: scenario.FamilyOf(ip), Protocol: "TCP", Port: 80}
+				r := probe.Result{Target: tg, Connected: Reference(s.Snap, tg)}
+				if !r.Connected {
+					r.DroppedBy = "ingress"
+					if from == "y/a" && to == "x/b" && ip.Is4() {
+						r.DroppedBy = "egress"
+					}
+				}
+				results = append(results, r)
+			}
+		}
+	}
+	o := Judge(s.Snap, results, nil)
+	if o.Failed("") {
+		t.Fatalf("without ExpectDrops the side is not judged:\n%s", o.Report())
+	}
+	o.ExpectDrops()
+	if !o.Failed("IPv4") || o.Failed("IPv6") {
+		t.Errorf("failed: IPv4 %v, IPv6 %v; want true, false", o.Failed("IPv4"), o.Failed("IPv6"))
+	}
+	if rep := o.Report(); !strings.Contains(rep, `y/a -> x/b TCP/80 10.`) || !strings.Contains(rep, `dropped by "egress", want "ingress"`) {
+		t.Errorf("report does not name the wrong side:\n%s", rep)
+	}
+}

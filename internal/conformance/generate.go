@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
 // Generated is one generated case: policies created together, then
@@ -68,8 +69,15 @@ var Dimensions = map[string][]string{
 	"protocol": {"TCP", "UDP", "SCTP", "none"},
 	"policies": {"1", "2", "3"},
 	"overlap":  {"same-pods", "independent"},
-	"action":   {"none", "relabel-pod", "relabel-namespace", "create-pod", "delete-policy", "update-policy"},
+	"action":   {"none", "relabel-pod", "relabel-namespace", "create-pod", "delete-policy", "update-policy", "enforce-audit"},
+	"mode":     {"enforced", "audit"},
 }
+
+// auditEvery puts the last policy of every auditEvery-th case in audit mode
+// and makes its action the removal of the annotation. It is decided by the
+// case's number, not by drawing from the random stream, which the other
+// dimensions keep to themselves.
+const auditEvery = 5
 
 // Generate returns n distinct cases, deterministic from seed and base (the
 // lab's initial snapshot, whose pod addresses the ipBlocks are built from).
@@ -145,6 +153,31 @@ func (g *generator) generate(id int) Generated {
 		g.tag("overlap", overlap(c.Policies))
 	}
 	c.Action = g.action(c.Policies)
+	if id%auditEvery != 0 {
+		g.tag("mode", "enforced")
+	} else {
+		last := c.Policies[len(c.Policies)-1]
+		last.Annotations = map[string]string{policy.ModeAnnotation: policy.ModeAudit}
+		g.tag("mode", "audit")
+		if len(c.Policies) > 1 {
+			g.tag("mode", "enforced")
+		}
+		for t := range g.tags {
+			if strings.HasPrefix(t, "action=") {
+				delete(g.tags, t)
+			}
+		}
+		g.tag("action", "enforce-audit")
+		c.Action = &Action{
+			Describe: "enforce networkpolicy " + last.Namespace + "/" + last.Name + " (remove the audit annotation)",
+			Change: func(s *State) error {
+				np := last.DeepCopy()
+				np.Annotations = nil
+				s.Apply(np)
+				return nil
+			},
+		}
+	}
 	for t := range g.tags {
 		c.Tags = append(c.Tags, t)
 	}

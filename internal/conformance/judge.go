@@ -26,11 +26,52 @@ type Verdict struct {
 	probe.Result
 	Want   bool
 	Source string // FromUpstream or FromReference
+	// WantDroppedBy is, when the lab logs drops, the side the reference
+	// evaluator says denies the probe ("egress" when the source's egress
+	// does, else "ingress"); empty for a probe that should connect.
+	WantDroppedBy string
+	// WantAuditDenied is, when the lab logs drops, whether the reference
+	// evaluator says policies in audit mode would deny this probe (it
+	// connects, and the kernel must log it as "would deny").
+	WantAuditDenied bool
+	dropsJudged     bool
 }
 
 // OK reports whether the probe saw what was expected (and nothing but the
-// destination answered).
-func (v Verdict) OK() bool { return v.Connected == v.Want && v.Problem == "" }
+// destination answered), and a blocked probe was dropped where expected.
+func (v Verdict) OK() bool {
+	return v.Connected == v.Want && v.Problem == "" && (v.Connected || v.WantDroppedBy == "" || v.DroppedBy == v.WantDroppedBy) &&
+		(!v.dropsJudged || !v.Connected || v.AuditDenied == v.WantAuditDenied)
+}
+
+// ExpectDrops sets WantDroppedBy of every probe expected to be blocked,
+// from the reference evaluator: the lab reports where the kernel dropped
+// each blocked probe, and it must be the side that denies it.
+func (o *Outcome) ExpectDrops() {
+	for i := range o.Verdicts {
+		v := &o.Verdicts[i]
+		v.dropsJudged = true
+		if !v.Want {
+			v.WantDroppedBy = DeniedBy(o.Snap, v.Target)
+		} else if rv, ok := referenceVerdict(o.Snap, v.Target); ok {
+			v.WantAuditDenied = len(rv.WouldBeDeniedBy) > 0
+		}
+	}
+}
+
+// DeniedBy is where the table must drop a probe the reference evaluator
+// denies: the source's egress is checked first, then the destination's
+// ingress. It is "" for a probe the evaluator allows.
+func DeniedBy(snap *cluster.Snapshot, t probe.Target) string {
+	v, ok := referenceVerdict(snap, t)
+	switch {
+	case !ok || v.Allowed:
+		return ""
+	case !v.Egress.Allowed:
+		return "egress"
+	}
+	return "ingress"
+}
 
 // Outcome is the judgement of one step.
 type Outcome struct {
@@ -98,17 +139,22 @@ func Judge(snap *cluster.Snapshot, results []probe.Result, checks []Check) *Outc
 // `kube-fence explain`'s own path (internal/explain), so every probe of the
 // suite also checks what explain tells users against real packets.
 func Reference(snap *cluster.Snapshot, t probe.Target) bool {
+	v, ok := referenceVerdict(snap, t)
+	return ok && v.Allowed
+}
+
+func referenceVerdict(snap *cluster.Snapshot, t probe.Target) (explain.Verdict, bool) {
 	proto, _ := policy.ProtocolFromAPI(t.Protocol)
 	r, err := explain.Explain(snap, explain.Query{From: t.From, To: t.To, Protocol: proto, Port: uint16(t.Port)})
 	if err != nil {
-		return false
+		return explain.Verdict{}, false
 	}
 	for _, v := range r.Verdicts {
 		if v.ToIP == t.IP.String() {
-			return v.Allowed
+			return v, true
 		}
 	}
-	return false
+	return explain.Verdict{}, false
 }
 
 func disagreements(snap *cluster.Snapshot, c Check, r *Reach) []string {
@@ -170,9 +216,19 @@ func (o *Outcome) Report() string {
 		g.got.Set(v.From, v.To, cell(v.Connected))
 		g.sources[v.Source] = true
 		if !v.OK() {
-			g.bad = true
+			if v.Connected != v.Want || v.Problem != "" {
+				g.bad = true
+			}
 			if v.Problem != "" {
 				fmt.Fprintf(&b, "%s -> %s %s/%d %s: %s\n", v.From, v.To, v.Protocol, v.Port, v.IP, v.Problem)
+			}
+			if v.Connected && v.Want && v.AuditDenied != v.WantAuditDenied {
+				fmt.Fprintf(&b, "%s -> %s %s/%d %s: connected, audit_denied %v, want %v\n", v.From, v.To, v.Protocol, v.Port, v.IP,
+					v.AuditDenied, v.WantAuditDenied)
+			}
+			if v.Connected == v.Want && v.WantDroppedBy != "" && v.DroppedBy != v.WantDroppedBy {
+				fmt.Fprintf(&b, "%s -> %s %s/%d %s: blocked, dropped by %q, want %q\n", v.From, v.To, v.Protocol, v.Port, v.IP,
+					v.DroppedBy, v.WantDroppedBy)
 			}
 		}
 	}

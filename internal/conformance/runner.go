@@ -46,6 +46,9 @@ func (r *Runner) Apply(ctx context.Context, s *State, checks []Check) (*Outcome,
 		return nil, fmt.Errorf("probe: %w", err)
 	}
 	o := Judge(snap, results, checks)
+	if r.Lab.DropsLogged() {
+		o.ExpectDrops()
+	}
 	if err := r.recheck(ctx, o); err != nil {
 		return nil, err
 	}

@@ -64,7 +64,10 @@ type Span struct{ Wall, CPU time.Duration }
 
 // Applied is what Apply did.
 type Applied struct {
-	Plan  *plan.Plan
+	Plan *plan.Plan
+	// Audit is the plan with the policies in audit mode enforced, whose
+	// decisions the table logs as "would deny"; nil without them.
+	Audit *plan.Plan
 	Table *nft.Table // the desired table, now committed unless Apply failed
 	// Update says what the compiler did (a full compile or an update).
 	Update policy.UpdateStats
@@ -114,17 +117,22 @@ var _ Changes = (*Pipeline)(nil)
 // Pipeline enforces one node's policy. It is not safe for concurrent use:
 // one goroutine owns it, as one writer owns the kernel's table.
 type Pipeline struct {
-	compiler *policy.Compiler
+	compiler *policy.Compiler // the enforced policies: those in audit mode are left out
+	audit    *audit
 	renderer nft.Renderer
 	conn     Conn
 	desired  *nft.Table // the table of the last Apply; what a read back compares with
 	plan     *plan.Plan
+	// committing, when set, is told the plan whose table a transaction is
+	// about to commit, and the previous plan again when it fails.
+	committing func(enforced, audit *plan.Plan)
+	auditPlan  *plan.Plan
 }
 
 // New returns a pipeline for node over conn, with no objects yet. The
 // pipeline owns conn and closes it.
 func New(node string, opts policy.Options, conn Conn) *Pipeline {
-	return &Pipeline{compiler: policy.NewCompiler(node, opts), conn: conn}
+	return &Pipeline{compiler: policy.NewCompiler(node, opts), audit: newAudit(node, opts), conn: conn}
 }
 
 // Open opens the netlink connection nopts describes and returns a pipeline
@@ -137,23 +145,93 @@ func Open(node string, opts policy.Options, nopts kernel.Options) (*Pipeline, er
 	return New(node, opts, conn), nil
 }
 
+// SetDropLog sets how the table logs the packets it drops (the default
+// logs them; see nft.DropLog). Call it before the first Apply.
+func (p *Pipeline) SetDropLog(l nft.DropLog) { p.renderer = nft.Renderer{DropLog: l} }
+
+// OnCommit sets f to be called with the plans whose table the next
+// transaction commits (the enforced one, and the one with the policies in
+// audit mode enforced, nil without them), just before it is sent, and with
+// the previous plans (nil before the first) when it fails. What reads the
+// kernel's log of dropped packets uses it: a packet the new table drops can
+// be logged before Apply returns.
+func (p *Pipeline) OnCommit(f func(enforced, audit *plan.Plan)) { p.committing = f }
+
 // The object changes. Objects must not be modified after they are handed
 // over: a change is a new object, as informers deliver them.
 
-func (p *Pipeline) SetPod(pod *cluster.Pod)                  { p.compiler.SetPod(pod) }
-func (p *Pipeline) DeletePod(key string)                     { p.compiler.DeletePod(key) }
-func (p *Pipeline) SetNamespace(ns *cluster.Namespace)       { p.compiler.SetNamespace(ns) }
-func (p *Pipeline) DeleteNamespace(name string)              { p.compiler.DeleteNamespace(name) }
-func (p *Pipeline) SetPolicy(np *networkingv1.NetworkPolicy) { p.compiler.SetPolicy(np) }
-func (p *Pipeline) DeletePolicy(key string)                  { p.compiler.DeletePolicy(key) }
-func (p *Pipeline) SetNode(n *cluster.Node)                  { p.compiler.SetNode(n) }
-func (p *Pipeline) DeleteNode(name string)                   { p.compiler.DeleteNode(name) }
-func (p *Pipeline) Load(s *cluster.Snapshot)                 { p.compiler.Load(s) }
+func (p *Pipeline) SetPod(pod *cluster.Pod) {
+	p.compiler.SetPod(pod)
+	p.audit.setPod(pod.Key(), pod)
+}
+
+func (p *Pipeline) DeletePod(key string) { p.compiler.DeletePod(key); p.audit.deletePod(key) }
+
+func (p *Pipeline) SetNamespace(ns *cluster.Namespace) {
+	p.compiler.SetNamespace(ns)
+	p.audit.setNamespace(ns)
+}
+
+func (p *Pipeline) DeleteNamespace(name string) {
+	p.compiler.DeleteNamespace(name)
+	p.audit.deleteNamespace(name)
+}
+
+// SetPolicy enforces np, or, in audit mode (policy.IsAudit), only logs what
+// it would deny: switching a policy between the modes is one change.
+func (p *Pipeline) SetPolicy(np *networkingv1.NetworkPolicy) {
+	key := np.Namespace + "/" + np.Name
+	if policy.IsAudit(np) {
+		p.compiler.DeletePolicy(key)
+	} else {
+		p.compiler.SetPolicy(np)
+	}
+	p.audit.setPolicy(key, np)
+}
+
+func (p *Pipeline) DeletePolicy(key string) { p.compiler.DeletePolicy(key); p.audit.deletePolicy(key) }
+func (p *Pipeline) SetNode(n *cluster.Node) { p.compiler.SetNode(n); p.audit.setNode(n) }
+func (p *Pipeline) DeleteNode(name string)  { p.compiler.DeleteNode(name); p.audit.deleteNode(name) }
+
 func (p *Pipeline) SetClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
 	p.compiler.SetClusterNetworkPolicy(c)
+	p.audit.setClusterNetworkPolicy(c)
 }
+
 func (p *Pipeline) DeleteClusterNetworkPolicy(name string) {
 	p.compiler.DeleteClusterNetworkPolicy(name)
+	p.audit.deleteClusterNetworkPolicy(name)
+}
+
+// Load hands over every object of s.
+func (p *Pipeline) Load(s *cluster.Snapshot) { loadInto(p, s) }
+
+func loadInto(c Changes, s *cluster.Snapshot) {
+	for _, ns := range s.Namespaces {
+		if ns != nil {
+			c.SetNamespace(ns)
+		}
+	}
+	for _, pod := range s.Pods {
+		if pod != nil {
+			c.SetPod(pod)
+		}
+	}
+	for _, np := range s.Policies {
+		if np != nil {
+			c.SetPolicy(np)
+		}
+	}
+	for _, n := range s.Nodes {
+		if n != nil {
+			c.SetNode(n)
+		}
+	}
+	for _, cnp := range s.ClusterNetworkPolicies {
+		if cnp != nil {
+			c.SetClusterNetworkPolicy(cnp)
+		}
+	}
 }
 
 // Sync brings the kernel's table to the objects as handed over so far: it
@@ -177,11 +255,18 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	t := now()
 	a.Plan = p.compiler.Plan()
 	a.Update = p.compiler.LastUpdate()
+	a.Audit = p.audit.plan()
 	a.Compile = t.lap()
-	a.Table = p.renderer.Render(a.Plan)
+	a.Table = p.renderer.RenderAudit(a.Plan, a.Audit)
 	a.Render = t.lap()
+	if p.committing != nil {
+		p.committing(a.Plan, a.Audit)
+	}
 	res, err := p.conn.Sync(a.Table)
 	a.Transaction = t.lap()
+	if err != nil && p.committing != nil {
+		p.committing(p.plan, p.auditPlan)
+	}
 	if res == nil {
 		res = &nft.Result{Delta: &nft.Delta{}}
 	}
@@ -189,7 +274,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	if err != nil {
 		return a, &Error{StageApply, err}
 	}
-	p.desired, p.plan = a.Table, a.Plan
+	p.desired, p.plan, p.auditPlan = a.Table, a.Plan, a.Audit
 	return a, nil
 }
 
@@ -234,11 +319,15 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 // without changing the kernel. The bench uses it to find changes that
 // matter; a later Apply commits what it found.
 func (p *Pipeline) Pending() *nft.Delta {
-	return nft.Diff(p.renderer.Render(p.compiler.Plan()), p.desired)
+	return nft.Diff(p.renderer.RenderAudit(p.compiler.Plan(), p.audit.plan()), p.desired)
 }
 
 // Plan returns the plan of the last successful Apply, or nil.
 func (p *Pipeline) Plan() *plan.Plan { return p.plan }
+
+// AuditPlan returns the plan with the policies in audit mode enforced of
+// the last successful Apply, or nil when none is in audit mode.
+func (p *Pipeline) AuditPlan() *plan.Plan { return p.auditPlan }
 
 // Desired returns the table of the last successful Apply, or nil.
 func (p *Pipeline) Desired() *nft.Table { return p.desired }
@@ -287,10 +376,10 @@ func cpuTime() time.Duration {
 // Preview returns the plan and the table a pipeline for node would commit
 // for the objects of s, through the same compiler and renderer, without a
 // connection: what `kube-fence render` prints.
-func Preview(s *cluster.Snapshot, node string, opts policy.Options) (*plan.Plan, *nft.Table) {
-	c := policy.NewCompiler(node, opts)
-	c.Load(s)
-	pl := c.Plan()
-	var r nft.Renderer
-	return pl, r.Render(pl)
+func Preview(s *cluster.Snapshot, node string, opts policy.Options, log nft.DropLog) (*plan.Plan, *nft.Table) {
+	p := New(node, opts, nil)
+	p.Load(s)
+	pl := p.compiler.Plan()
+	r := nft.Renderer{DropLog: log}
+	return pl, r.RenderAudit(pl, p.audit.plan())
 }

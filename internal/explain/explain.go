@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
@@ -38,6 +39,10 @@ type Verdict struct {
 	Allowed  bool   `json:"allowed"`
 	Egress   Side   `json:"egress"`  // the source's egress
 	Ingress  Side   `json:"ingress"` // the destination's ingress
+	// WouldBeDeniedBy lists, for an allowed connection, the policies in
+	// audit mode (annotation kube-fence.io/mode: audit) that would deny it
+	// once enforced; absent when none would.
+	WouldBeDeniedBy []string `json:"would_be_denied_by,omitempty"`
 }
 
 // Side is how one side judged the connection.
@@ -94,6 +99,7 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Verdicts: []Verdict{}}
+	audit, auditing := policy.WithAuditEnforced(s)
 	for _, v4 := range []bool{true, false} {
 		src, okFrom := family(from.ips, v4)
 		dst, okTo := family(to.ips, v4)
@@ -112,6 +118,12 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 			v.Allowed = d.Allowed
 			tiers(&v.Egress, d.Egress)
 			tiers(&v.Ingress, d.Ingress)
+		}
+		// Audit mode is for NetworkPolicies; the tiers are the same with and
+		// without it, so the audit snapshot denies only when its
+		// NetworkPolicy tier does.
+		if auditing && v.Allowed && (len(s.ClusterNetworkPolicies) == 0 || !policy.Decide(audit, fromEP, toEP, q.Protocol, q.Port).Allowed) {
+			v.WouldBeDeniedBy = wouldDeny(s, policy.Explain(audit, fromEP, toEP, q.Protocol, q.Port))
 		}
 		r.Verdicts = append(r.Verdicts, v)
 	}
@@ -173,6 +185,29 @@ func addrList(ips []netip.Addr) string {
 		s[i] = ip.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// wouldDeny lists the policies in audit mode isolating each side that the
+// explanation with them enforced denies.
+func wouldDeny(s *cluster.Snapshot, withAudit policy.Explanation) []string {
+	inAudit := map[string]bool{}
+	for _, np := range s.Policies {
+		if policy.IsAudit(np) {
+			inAudit[np.Namespace+"/"+np.Name] = true
+		}
+	}
+	var out []string
+	for _, sv := range []policy.SideVerdict{withAudit.Egress, withAudit.Ingress} {
+		if sv.Allowed {
+			continue
+		}
+		for _, p := range sv.Policies {
+			if inAudit[p] && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func side(v policy.SideVerdict) Side {

@@ -251,3 +251,44 @@ IPv6 x/a fd00::1 -> y/b fd00::2 TCP/8080: denied
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// TestExplainAudit: a policy in audit mode changes no verdict; an allowed
+// connection it would deny says so, naming it, in text and JSON.
+func TestExplainAudit(t *testing.T) {
+	s := snapshot(t)
+	audit := &networkingv1.NetworkPolicy{}
+	audit.Namespace, audit.Name = "x", "new-policy"
+	audit.Annotations = map[string]string{policy.ModeAnnotation: policy.ModeAudit}
+	audit.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress} // isolates every pod of x
+	s.Policies = append(s.Policies, audit)
+	r, err := Explain(s, Query{From: "y/b", To: "x/a", Protocol: plan.TCP, Port: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range r.Verdicts {
+		if !v.Allowed || v.Ingress.Isolated || len(v.WouldBeDeniedBy) != 1 || v.WouldBeDeniedBy[0] != "x/new-policy" {
+			t.Errorf("%s: allowed %v, ingress isolated %v, would be denied by %v; want allowed, not isolated, [x/new-policy]",
+				v.Family, v.Allowed, v.Ingress.Isolated, v.WouldBeDeniedBy)
+		}
+	}
+	var b strings.Builder
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "TCP/80: allowed; would be denied by x/new-policy (audit)") {
+		t.Errorf("text lacks the audit verdict:\n%s", b.String())
+	}
+	data, _ := json.Marshal(r)
+	if !strings.Contains(string(data), `"would_be_denied_by":["x/new-policy"]`) {
+		t.Errorf("JSON lacks would_be_denied_by: %s", data)
+	}
+	// A connection the audit policy does not change has no audit verdict.
+	r, err = Explain(s, Query{From: "x/a", To: "y/b", Protocol: plan.TCP, Port: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ = json.Marshal(r)
+	if strings.Contains(string(data), "would_be_denied_by") {
+		t.Errorf("an unaffected connection has an audit verdict: %s", data)
+	}
+}

@@ -19,8 +19,12 @@ func WriteText(w io.Writer, r *Report) error {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
+		verdict := word(v.Allowed)
+		if len(v.WouldBeDeniedBy) > 0 {
+			verdict += "; would be denied by " + strings.Join(v.WouldBeDeniedBy, ", ") + " (audit)"
+		}
 		fmt.Fprintf(&b, "%s %s %s -> %s %s %s/%d: %s\n", v.Family, v.From, v.FromIP, v.To, v.ToIP,
-			v.Protocol, v.Port, word(v.Allowed))
+			v.Protocol, v.Port, verdict)
 		writeSide(&b, "egress of "+v.From, v.Egress)
 		writeSide(&b, "ingress of "+v.To, v.Ingress)
 	}

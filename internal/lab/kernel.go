@@ -10,8 +10,10 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/droplog"
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
@@ -31,6 +33,12 @@ type KernelEnforcer struct {
 	// Ownership is passed to the dataplane; the default claims the table
 	// with the owner and persist flags, as the agent does.
 	Ownership kernel.Ownership
+	// DropLog says how the tables log dropped packets. The zero value logs
+	// at a rate no lab run reaches, and the enforcer reads the records
+	// (Witness), so each blocked probe says where it was dropped.
+	DropLog nft.DropLog
+
+	drops drops
 
 	mu    sync.Mutex
 	nodes map[string]*nodePipeline
@@ -51,10 +59,18 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	}
 	np := e.nodes[node.Name()]
 	if np == nil {
+		log := e.dropLog()
+		if !log.Off {
+			// Before the first table: no record of it is missed.
+			if err := e.drops.watch(node.Name(), node.NS().FD(), log.Defaults().Group); err != nil {
+				return err
+			}
+		}
 		pipe, err := enforce.Open(node.Name(), e.Options, kernel.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
 		if err != nil {
 			return fmt.Errorf("node %s: %w", node.Name(), err)
 		}
+		pipe.SetDropLog(log)
 		np = &nodePipeline{pipe: pipe, last: &cluster.Snapshot{}}
 		e.nodes[node.Name()] = np
 	}
@@ -71,6 +87,39 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	}
 	return nil
 }
+
+func (e *KernelEnforcer) dropLog() nft.DropLog {
+	if e.DropLog == (nft.DropLog{}) {
+		return labDropLog
+	}
+	return e.DropLog
+}
+
+// LogsDrops implements Witness.
+func (e *KernelEnforcer) LogsDrops() bool { return !e.dropLog().Off }
+
+// Dropped implements Witness.
+func (e *KernelEnforcer) Dropped(since time.Time, f Flow) droplog.Side {
+	return e.drops.Dropped(since, f)
+}
+
+// WouldDeny implements Witness.
+func (e *KernelEnforcer) WouldDeny(since time.Time, f Flow) bool { return e.drops.WouldDeny(since, f) }
+
+// Auditing implements Witness.
+func (e *KernelEnforcer) Auditing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, np := range e.nodes {
+		if np.pipe.AuditPlan() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Complete implements Witness.
+func (e *KernelEnforcer) Complete() error { return e.drops.Complete() }
 
 // handChanges hands c what turns the objects of from into those of to: an
 // addition or replacement per object new or different in to, a deletion
@@ -134,5 +183,6 @@ func (e *KernelEnforcer) Close() error {
 		errs = append(errs, np.pipe.Close())
 	}
 	e.nodes = nil
+	e.drops.close()
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -92,15 +93,17 @@ func (l *Lab) Probe(ctx context.Context) ([]Result, error) {
 func (l *Lab) ProbeTargets(ctx context.Context, targets []Target) ([]Result, error) {
 	l.inflight.RLock()
 	defer l.inflight.RUnlock()
+	start := time.Now()
 	l.mu.Lock()
 	sources := map[string]*netns.NS{}
+	srcIPs := map[string][]netip.Addr{}
 	for _, t := range targets {
 		lp := l.pods[t.From]
 		if lp == nil {
 			l.mu.Unlock()
 			return nil, fmt.Errorf("probe from %s: no such running pod", t.From)
 		}
-		sources[t.From] = lp.tp.NS()
+		sources[t.From], srcIPs[t.From] = lp.tp.NS(), lp.pod.IPs
 	}
 	l.mu.Unlock()
 
@@ -135,5 +138,70 @@ feed:
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
+	if w, ok := l.opts.Enforcer.(Witness); ok && w.LogsDrops() {
+		if err := l.markDrops(w, start, results, srcIPs); err != nil {
+			return nil, err
+		}
+	}
 	return results, nil
+}
+
+// DropsLogged reports whether blocked probes say where they were dropped
+// (Result.DroppedBy): the enforcer's tables log drops and it reads them.
+func (l *Lab) DropsLogged() bool {
+	w, ok := l.opts.Enforcer.(Witness)
+	return ok && w.LogsDrops()
+}
+
+// markDrops sets DroppedBy of every blocked probe from what the kernels
+// logged since the batch started. A blocked probe has given up waiting by
+// the time it returns, long after its packets were logged; records are
+// read within microseconds, but a loaded machine gets a moment's grace.
+func (l *Lab) markDrops(w Witness, start time.Time, results []Result, srcIPs map[string][]netip.Addr) error {
+	const grace = 200 * time.Millisecond
+	deadline := time.Now().Add(grace)
+	if w.Auditing() {
+		// A connected probe may return before its "would deny" record is
+		// read, and most have none to wait for: give them all a moment.
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range results {
+		r := &results[i]
+		if r.Problem != "" {
+			continue
+		}
+		src, ok := addrOf(srcIPs[r.From], r.IP.Is4())
+		if !ok {
+			continue
+		}
+		proto, _ := protocolNumber(r.Protocol)
+		f := Flow{Src: src, Dst: r.IP, Protocol: proto, Port: uint16(r.Port)}
+		if r.Connected {
+			r.AuditDenied = w.WouldDeny(start, f)
+			continue
+		}
+		for {
+			r.DroppedBy = string(w.Dropped(start, f))
+			if r.DroppedBy != "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := w.Complete(); err != nil {
+		return fmt.Errorf("where probes were dropped is unknown: %w", err)
+	}
+	return nil
+}
+
+func protocolNumber(p corev1.Protocol) (uint8, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return 6, true
+	case corev1.ProtocolUDP:
+		return 17, true
+	case corev1.ProtocolSCTP:
+		return 132, true
+	}
+	return 0, false
 }

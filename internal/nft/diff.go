@@ -373,14 +373,18 @@ func ruleText(r Rule) string {
 }
 
 // RuleKey is a rule's canonical form: its expressions with the fields that
-// only matter inside one transaction (set IDs) cleared, and its comment.
+// only matter inside one transaction (set IDs) or change with traffic
+// (counter values) cleared, and its comment.
 func RuleKey(r Rule) string {
 	var b strings.Builder
 	for _, e := range r.Exprs {
-		if l, ok := e.(*expr.Lookup); ok {
-			c := *l
+		switch x := e.(type) {
+		case *expr.Lookup:
+			c := *x
 			c.SetID = 0
 			e = &c
+		case *expr.Counter: // what it counted is no part of the rule
+			e = &expr.Counter{}
 		}
 		fmt.Fprintf(&b, "%T%+v;", e, e)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/droplog"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -48,14 +49,26 @@ func Render(pl *plan.Plan) *Table {
 // addresses are the same. Reused objects are shared with the previous
 // table, which is what lets Diff skip them in constant time, so a small
 // change costs a small render and a small diff however big the table. The
-// zero value is ready to use; a Renderer is not safe for concurrent use.
+// zero value is ready to use and logs drops with the defaults; a Renderer
+// is not safe for concurrent use.
 type Renderer struct {
+	// DropLog says how denied packets are logged; set it before the first
+	// Render.
+	DropLog DropLog
+
 	fixed    []*Chain
 	sets     map[string]renderedSet
-	profiles map[plan.ProfileID]renderedProfile
+	profiles map[profileKey]renderedProfile
 	// What this render used, to become the caches for the next.
 	usedSets     map[string]renderedSet
-	usedProfiles map[plan.ProfileID]renderedProfile
+	usedProfiles map[profileKey]renderedProfile
+}
+
+// profileKey names a rendered profile: the enforcing one, or the one whose
+// chains log what audit policies would deny.
+type profileKey struct {
+	id    plan.ProfileID
+	audit bool
 }
 
 type renderedSet struct {
@@ -70,9 +83,14 @@ type renderedProfile struct {
 }
 
 // Render builds the table that enforces plan.
-func (r *Renderer) Render(pl *plan.Plan) *Table {
+func (r *Renderer) Render(pl *plan.Plan) *Table { return r.RenderAudit(pl, nil) }
+
+// RenderAudit builds the table that enforces pl and logs the connections
+// it allows that audit, the plan with the policies in audit mode enforced,
+// would deny (see addAudit). A nil audit adds nothing.
+func (r *Renderer) RenderAudit(pl, audit *plan.Plan) *Table {
 	r.usedSets = make(map[string]renderedSet, len(r.sets))
-	r.usedProfiles = make(map[plan.ProfileID]renderedProfile, len(r.profiles))
+	r.usedProfiles = make(map[profileKey]renderedProfile, len(r.profiles))
 	t := NewTable()
 	for _, c := range r.fixedChains() {
 		t.AddChain(c)
@@ -89,8 +107,9 @@ func (r *Renderer) Render(pl *plan.Plan) *Table {
 		addInputMaps(t, pl.Pods, tiered)
 	}
 	for _, prof := range pl.Profiles {
-		r.addProfile(t, prof)
+		r.addProfile(t, prof, false)
 	}
+	r.addAudit(t, pl, audit)
 	r.sets, r.profiles = r.usedSets, r.usedProfiles
 	r.usedSets, r.usedProfiles = nil, nil
 	return t
@@ -120,8 +139,8 @@ func (r *Renderer) fixedChains() []*Chain {
 		{Name: chainEgress, Rules: []Rule{
 			rule(ipSaddr.vmap(setEgressPods4)),
 			rule(ip6Saddr.vmap(setEgressPods6)),
-			rule(ipSaddr.inSet(setPodCIDRs4), deny(plan.Egress)),
-			rule(ip6Saddr.inSet(setPodCIDRs6), deny(plan.Egress)),
+			rule(ipSaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
+			rule(ip6Saddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
 		}},
 		// Ingress: the node itself may always reach its pods; then the same
 		// dispatch by destination address.
@@ -130,10 +149,11 @@ func (r *Renderer) fixedChains() []*Chain {
 			rule(ip6Saddr.inSet(setNodeAddrs6), accept),
 			rule(ipDaddr.vmap(setIngressPods4)),
 			rule(ip6Daddr.vmap(setIngressPods6)),
-			rule(ipDaddr.inSet(setPodCIDRs4), deny(plan.Ingress)),
-			rule(ip6Daddr.inSet(setPodCIDRs6), deny(plan.Ingress)),
+			rule(ipDaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
+			rule(ip6Daddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
 		}},
 	}
+	r.fixed = append(r.fixed, r.dropChains()...)
 	return r.fixed
 }
 
@@ -232,8 +252,9 @@ func profileChain(d plan.Direction, id plan.ProfileID) string {
 // addProfile adds a profile's chains and sets. A profile without
 // ClusterNetworkPolicy rules is its NetworkPolicy part alone (npRules); one
 // with them is described at addTieredProfile.
-func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
-	if prev, ok := r.profiles[p.ID]; ok && prev.profile == p {
+func (r *Renderer) addProfile(t *Table, p *plan.Profile, audit bool) {
+	key := profileKey{p.ID, audit}
+	if prev, ok := r.profiles[key]; ok && prev.profile == p {
 		for _, c := range prev.chains {
 			t.AddChain(c)
 		}
@@ -243,10 +264,13 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 				r.usedSets[s.Name] = rs
 			}
 		}
-		r.usedProfiles[p.ID] = prev
+		r.usedProfiles[key] = prev
 		return
 	}
-	b := &profileBuilder{r: r, t: t, out: renderedProfile{profile: p}, name: profileChain(p.Direction, p.ID), dir: p.Direction}
+	b := &profileBuilder{r: r, t: t, out: renderedProfile{profile: p}, name: profileChain(p.Direction, p.ID), dir: p.Direction, audit: audit}
+	if audit {
+		b.name = auditPrefix + b.name
+	}
 	if p.Tiered() {
 		b.addTiered(p)
 	} else {
@@ -256,7 +280,7 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile) {
 		}
 		b.addChain(&Chain{Name: b.name, Rules: rules})
 	}
-	r.usedProfiles[p.ID] = b.out
+	r.usedProfiles[key] = b.out
 }
 
 // profileBuilder collects the chains and sets of one profile.
@@ -266,6 +290,21 @@ type profileBuilder struct {
 	out  renderedProfile
 	name string // the profile's chain
 	dir  plan.Direction
+	// audit builds the chains that log what audit policies would deny:
+	// they decide nothing, allowing and denying both return.
+	audit bool
+}
+
+// deny is the statement ending the profile's paths that deny.
+func (b *profileBuilder) deny() stmt {
+	side := droplog.SideIngress
+	if b.dir == plan.Egress {
+		side = droplog.SideEgress
+	}
+	if b.audit {
+		return b.r.wouldDeny(side)
+	}
+	return b.r.deny(side)
 }
 
 func (b *profileBuilder) addChain(c *Chain) {
@@ -286,6 +325,16 @@ func (b *profileBuilder) addSet(s *Set) {
 // peerFields returns the address fields holding the peer of the profile's
 // direction, and the verdict that allows.
 func (b *profileBuilder) peerFields() (v4, v6 addrField, allow stmt, allowVerdict Verdict) {
+	if b.audit {
+		v4, v6, _, _ = b.direction()
+		return v4, v6, ret, Verdict{Kind: expr.VerdictReturn}
+	}
+	return b.direction()
+}
+
+// direction returns the peer's address fields and the enforcing verdict
+// that allows.
+func (b *profileBuilder) direction() (v4, v6 addrField, allow stmt, allowVerdict Verdict) {
 	if b.dir == plan.Egress {
 		return ipDaddr, ip6Daddr, ret, Verdict{Kind: expr.VerdictReturn}
 	}
@@ -299,8 +348,8 @@ func (b *profileBuilder) peerFields() (v4, v6 addrField, allow stmt, allowVerdic
 //	ingress-<id>:          ip saddr @ingress-<id>-any-v4 accept
 //	                       ip6 saddr @ingress-<id>-any-v6 accept
 //	                       meta l4proto . th dport vmap @ingress-<id>-ports
-//	                       drop
-//	ingress-<id>-tcp-80:   ip saddr @ingress-<id>-tcp-80-v4 accept ... drop
+//	                       goto drop-ingress
+//	ingress-<id>-tcp-80:   ip saddr @ingress-<id>-tcp-80-v4 accept ... goto drop-ingress
 //
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
@@ -312,7 +361,7 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 		rule(peer.inSet(any4), allow),
 		rule(peer6.inSet(any6), allow),
 		rule(protoPortVmap(ports)),
-		rule(deny(b.dir)),
+		rule(b.deny()),
 	}
 	b.addSets(any4, any6, p.Any)
 
@@ -326,7 +375,7 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 			b.addChain(&Chain{Name: class, Rules: []Rule{
 				rule(peer.inSet(class+"-v4"), allow),
 				rule(peer6.inSet(class+"-v6"), allow),
-				rule(deny(b.dir)),
+				rule(b.deny()),
 			}})
 			b.addSets(class+"-v4", class+"-v6", c.Peers)
 		}

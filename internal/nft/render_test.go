@@ -26,7 +26,11 @@ func TestRenderText(t *testing.T) {
 		"elements = { 10.0.0.0-10.41.255.255,",
 		"10.43.0.0-10.255.255.255",
 		"ip daddr @egress-e000000000002-any-v4 return",
-		"ip saddr @pod-cidrs-v4 drop",
+		"ip saddr @pod-cidrs-v4 goto drop-unknown-address",
+		"ip daddr @pod-cidrs-v4 goto drop-unknown-address",
+		"chain drop-egress {\n\t\tlimit rate over 100/second burst 100 packets counter drop\n\t\tlog prefix \"kube-fence deny egress\" group 1617 drop\n",
+		"log prefix \"kube-fence deny ingress\" group 1617 drop",
+		"log prefix \"kube-fence deny unknown-address\" group 1617 drop",
 		"elements = { 10.42.0.0/24 }",
 	} {
 		if !strings.Contains(text, want) {
@@ -55,5 +59,61 @@ func TestRenderSharedAddress(t *testing.T) {
 				t.Errorf("%s: the second pod's element %s won", name, ElemText(tab.Sets[name].Type, e))
 			}
 		}
+	}
+}
+
+// TestEveryDenyNamesItsSide: with logging, no chain but the drop chains
+// drops a packet itself, and every profile chain denies on its own side;
+// with logging off the table has plain drops and no drop chains.
+func TestEveryDenyNamesItsSide(t *testing.T) {
+	tab := Render(testPlan())
+	for name, c := range tab.Chains {
+		if strings.HasPrefix(name, "drop-") {
+			continue
+		}
+		for _, r := range c.Rules {
+			if strings.HasSuffix(r.Text, " drop") || r.Text == "drop" {
+				t.Errorf("chain %s drops without logging: %s", name, r.Text)
+			}
+			side := ""
+			switch {
+			case strings.HasPrefix(name, "egress-"):
+				side = "egress"
+			case strings.HasPrefix(name, "ingress-"):
+				side = "ingress"
+			}
+			if i := strings.Index(r.Text, "goto drop-"); i >= 0 && side != "" && r.Text[i:] != "goto drop-"+side {
+				t.Errorf("chain %s denies on the wrong side: %s", name, r.Text)
+			}
+		}
+	}
+	for _, side := range Sides {
+		if tab.Chains[DropChain(side)] == nil {
+			t.Errorf("no chain %s", DropChain(side))
+		}
+	}
+
+	off := Renderer{DropLog: DropLog{Off: true}}
+	text := Text(off.Render(testPlan()))
+	if strings.Contains(text, "drop-") || strings.Contains(text, "log ") {
+		t.Errorf("logging off still logs:\n%s", text)
+	}
+	if !strings.Contains(text, "ip saddr @pod-cidrs-v4 drop") {
+		t.Errorf("logging off lacks the plain drop of unknown addresses:\n%s", text)
+	}
+
+	custom := Renderer{DropLog: DropLog{Group: 9, Rate: 5000, Burst: 20000}}
+	if text := Text(custom.Render(testPlan())); !strings.Contains(text, "limit rate over 5000/second burst 20000 packets counter drop") ||
+		!strings.Contains(text, "group 9 drop") {
+		t.Errorf("the configured limit and group are not in the table:\n%s", text)
+	}
+}
+
+func TestDropLogValidate(t *testing.T) {
+	if err := (DropLog{}).Defaults().Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	if err := (DropLog{Rate: 1 << 30}).Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "log rate") {
+		t.Errorf("a huge rate: err = %v, want one naming the log rate", err)
 	}
 }

@@ -9,12 +9,6 @@ import (
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
-// deny is the statement every policy denial of a side ends with: a drop,
-// never a reject (the network-policy-api conformance suite fails on a
-// reject, and a drop gives a scanner nothing). All denials of the table go
-// through it, so what a denial does is decided in one place.
-func deny(side plan.Direction) stmt { return drop }
-
 // The ClusterNetworkPolicy tiers. A tiered profile's chain runs the admin
 // rules first, each rule one pair of rules per alternative (IPv4, IPv6),
 // then the rest of the decision:
@@ -51,7 +45,7 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 		v := allow
 		switch r.Action {
 		case plan.Deny:
-			v = deny(b.dir)
+			v = b.deny()
 		case plan.Pass:
 			v, passes = verdict(expr.VerdictGoto, passChain), true
 		}
@@ -62,7 +56,7 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 		for _, r := range p.Baseline {
 			v := allow
 			if r.Action == plan.Deny {
-				v = deny(b.dir)
+				v = b.deny()
 			}
 			rest = append(rest, b.tierRules(r, "baseline", v)...)
 		}

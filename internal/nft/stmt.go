@@ -173,3 +173,31 @@ func jump(chain string) stmt { return verdict(expr.VerdictJump, chain) }
 func verdictText(v Verdict) string {
 	return nftext.Verdict(&expr.Verdict{Kind: v.Kind, Chain: v.Chain})
 }
+
+// limitOver matches once more than rate packets a second (and burst more
+// at once) came through: `limit rate over 100/second burst 100 packets`.
+func limitOver(rate, burst uint32) stmt {
+	return stmt{
+		exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rate), Over: true, Unit: expr.LimitTimeSecond, Burst: burst}},
+		text:  fmt.Sprintf("limit rate over %d/second burst %d packets", rate, burst),
+	}
+}
+
+// counter counts the packets and bytes that reach it. Its values change
+// with traffic, so RuleKey leaves them out.
+func counter() stmt {
+	return stmt{exprs: []expr.Any{&expr.Counter{}}, text: "counter"}
+}
+
+// nflog sends the packet to the NFLOG group with a prefix:
+// `log prefix "kube-fence deny egress" group 1617`.
+func nflog(prefix string, group uint16) stmt {
+	return stmt{
+		exprs: []expr.Any{&expr.Log{
+			Key:   1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP,
+			Group: group,
+			Data:  []byte(prefix),
+		}},
+		text: fmt.Sprintf("log prefix %q group %d", prefix, group),
+	}
+}

@@ -51,8 +51,8 @@ func refSide(s *cluster.Snapshot, dir networkingv1.PolicyType, self, other, dst 
 	var v SideVerdict
 	var misses []Miss
 	for _, np := range s.Policies {
-		if np == nil || !refHasType(np, dir) || !refSelects(np, self.Pod) {
-			continue
+		if np == nil || IsAudit(np) || !refHasType(np, dir) || !refSelects(np, self.Pod) {
+			continue // a policy in audit mode is not enforced (see WithAuditEnforced)
 		}
 		v.Policies = append(v.Policies, refKey(np))
 		peers, ports := refRules(np, dir)

@@ -142,7 +142,7 @@ func refNetworkPolicyIsolates(s *cluster.Snapshot, pod *cluster.Pod, egress bool
 		t = networkingv1.PolicyTypeEgress
 	}
 	for _, np := range s.Policies {
-		if np != nil && refHasType(np, t) && refSelects(np, pod) {
+		if np != nil && !IsAudit(np) && refHasType(np, t) && refSelects(np, pod) {
 			return true
 		}
 	}

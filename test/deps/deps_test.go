@@ -42,7 +42,7 @@ var rules = []rule{
 	{
 		name: "the nft model does no I/O: it leaves the netlink side to internal/nft/kernel",
 		from: []string{"internal/nft"}, exact: true, deep: true,
-		to: []string{"internal/nft/kernel", "internal/nlrules", "github.com/vishvananda/"},
+		to: []string{"internal/nft/kernel", "internal/nlrules", "github.com/vishvananda/", "github.com/florianl/go-nflog"},
 	},
 	{
 		name: "the policy core imports no netlink, nftables or client-go",

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/nft"
@@ -215,8 +216,8 @@ func (c *env) snapshot() *cluster.Snapshot {
 // wantTable is the table the API objects require on the node: the same
 // compiler and renderer the agent runs, on the same objects.
 func (c *env) wantTable(snap *cluster.Snapshot) *nft.Table {
-	plan := policy.Compile(snap, nodeName, policy.Options{DefaultDenyUnknown: agent.Defaults().DefaultDenyUnknown})
-	return nft.Render(plan)
+	_, table := enforce.Preview(snap, nodeName, policy.Options{DefaultDenyUnknown: agent.Defaults().DefaultDenyUnknown}, nft.DropLog{})
+	return table
 }
 
 // waitKernel waits until the node's table is exactly the one the API objects

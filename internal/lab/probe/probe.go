@@ -44,6 +44,13 @@ type Result struct {
 	// Problem is set when something other than the destination answered,
 	// which points at the lab's wiring rather than at policy.
 	Problem string `json:"problem,omitempty"`
+	// DroppedBy is, for a blocked probe, where the kernel logged that its
+	// packets were dropped: "egress", "ingress" or "unknown-address"; empty
+	// when nothing logged a drop (or the enforcer does not log drops).
+	DroppedBy string `json:"dropped_by,omitempty"`
+	// AuditDenied is set on a connected probe that NetworkPolicies in audit
+	// mode would deny: the kernel logged it as "would deny".
+	AuditDenied bool `json:"audit_denied,omitempty"`
 }
 
 // Net connects the servers and probes of one lab: SCTP receivers report the

@@ -45,7 +45,14 @@ const (
 	NotProbed Cell = '-'
 	Allowed   Cell = '.'
 	Blocked   Cell = 'X'
+	// A blocked probe whose drop the kernel logged (Result.DroppedBy), in
+	// WriteTable: where it was dropped.
+	DroppedEgress  Cell = 'E'
+	DroppedIngress Cell = 'I'
+	DroppedUnknown Cell = 'U'
 )
+
+var droppedCells = map[string]Cell{"egress": DroppedEgress, "ingress": DroppedIngress, "unknown-address": DroppedUnknown}
 
 // Matrix is the reachability of one protocol, port and family between pods.
 type Matrix struct {
@@ -117,7 +124,11 @@ func (m *Matrix) sameCells(o *Matrix) bool {
 // Matrices builds one matrix per protocol, port and family found in the
 // results, sorted (TCP, UDP, SCTP; port; family), each over every pod that
 // appears in the results.
-func Matrices(results []probe.Result) []*Matrix {
+func Matrices(results []probe.Result) []*Matrix { return matrices(results, false) }
+
+// matrices is Matrices; with sides, a blocked probe's cell says where it was
+// dropped when the kernel logged it.
+func matrices(results []probe.Result, sides bool) []*Matrix {
 	var pods []string
 	byKey := map[Key]*Matrix{}
 	var keys []Key
@@ -129,6 +140,9 @@ func Matrices(results []probe.Result) []*Matrix {
 			keys = append(keys, k)
 		}
 		c := Blocked
+		if d, ok := droppedCells[r.DroppedBy]; ok && sides {
+			c = d
+		}
 		if r.Connected {
 			c = Allowed
 		}
@@ -160,6 +174,9 @@ func WriteJSON(w io.Writer, results []probe.Result) error {
 
 const legend = "Rows are sources, columns destinations: . connected, X blocked, - not probed.\n"
 
+const sidesLegend = "Blocked probes show where the kernel logged their drop: E the source's egress, I the destination's ingress,\n" +
+	"U an address of the node's pod CIDRs no pod holds; X when no drop was logged.\n"
+
 const sctpNote = "SCTP probes (method sctp-init) send a crafted SCTP INIT from a raw socket in the source pod;\n" +
 	". means a raw socket in the destination pod saw it arrive (this kernel has no SCTP sockets).\n"
 
@@ -167,7 +184,10 @@ const sctpNote = "SCTP probes (method sctp-init) send a crafted SCTP INIT from a
 func WriteTable(w io.Writer, results []probe.Result) error {
 	var b strings.Builder
 	b.WriteString(legend)
-	for _, m := range Matrices(results) {
+	if slices.ContainsFunc(results, func(r probe.Result) bool { return r.DroppedBy != "" }) {
+		b.WriteString(sidesLegend)
+	}
+	for _, m := range matrices(results, true) {
 		fmt.Fprintf(&b, "\n%s %s\n%s", portName(m.Key.Protocol, m.Key.Port), m.Key.Family, m)
 	}
 	writeFooter(&b, results)

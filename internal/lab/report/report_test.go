@@ -164,3 +164,29 @@ func TestProblemsAreListed(t *testing.T) {
 		t.Errorf("problem not listed:\n%s", b.String())
 	}
 }
+
+// TestWriteTableShowsWhereProbesWereDropped: a blocked probe whose drop was
+// logged shows its side, one without a record stays X, and the legend
+// explains the letters only when there are any.
+func TestWriteTableShowsWhereProbesWereDropped(t *testing.T) {
+	rs := sample()
+	rs[2].DroppedBy = "ingress" // x/c -> x/a TCP/80 IPv4
+	rs[5].DroppedBy = "egress"  // y/b -> x/a TCP/80 IPv4
+	var b strings.Builder
+	if err := WriteTable(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"E the source's egress", "x/c I   -   -", "y/b E   .   -", "y/b X   -   -"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	if err := WriteTable(&b, sample()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "E the source's egress") {
+		t.Errorf("legend of sides without any side:\n%s", b.String())
+	}
+}

@@ -42,7 +42,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 		{
 			name:    "rule deleted",
 			tamper:  [][]string{{"delete", "rule", "inet", nft.TableName, "ingress", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
-			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 drop"},
+			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 goto drop-unknown-address"},
 		},
 		{
 			name:    "element deleted",
@@ -67,6 +67,12 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 			name:    "peer range shrunk",
 			tamper:  [][]string{{"delete", "element", "inet", nft.TableName, "ingress-i000000000001-tcp-8000-8080-v4", "{", "192.168.0.0/16", "}"}},
 			wantMsg: []string{"set ingress-i000000000001-tcp-8000-8080-v4: missing element 192.168.0.0/16"},
+		},
+		{
+			name:   "drop chain emptied",
+			tamper: [][]string{{"flush", "chain", "inet", nft.TableName, "drop-ingress"}},
+			wantMsg: []string{"chain drop-ingress: rule 1 missing: limit rate over 100/second burst 100 packets counter drop",
+				`chain drop-ingress: rule 2 missing: log prefix "kube-fence deny ingress" group 1617 drop`},
 		},
 		{
 			name:    "table deleted",

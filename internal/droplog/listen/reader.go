@@ -1,4 +1,4 @@
-package droplog
+package listen
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/florianl/go-nflog/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/kube-fence/kube-fence/internal/droplog"
 )
 
 // Reader receives the records of one NFLOG group in one network namespace.
@@ -17,12 +19,16 @@ type Reader struct {
 	conn *nflog.Nflog
 	// Lost counts records the socket could not take (the kernel reports an
 	// overrun: its buffer was full) and kube-fence records that could not be
-	// decoded. Records of other programs sharing the group are ignored.
-	Lost atomic.Uint64
+	// decoded (Undecodable counts those alone). Records of other programs
+	// sharing the group are ignored.
+	Lost, Undecodable atomic.Uint64
 
 	done chan struct{}
 	err  error
 }
+
+// rcvBuf is the socket's receive buffer: about 8,000 records.
+const rcvBuf = 4 << 20
 
 // snapLen is how much of each packet the kernel copies: enough for an IPv6
 // header, a few extension headers and the ports.
@@ -44,6 +50,15 @@ func Open(netnsFD int, group uint16) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open NFLOG socket: %w", err)
 	}
+	// A burst of denied connections (a scan, a restarted client pool)
+	// arrives faster than one goroutine logs it: a large buffer absorbs
+	// it, rather than the records being lost. FORCE passes rmem_max with
+	// CAP_NET_ADMIN, which the agent has; without it the default stays.
+	if raw, err := conn.Con.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf)
+		})
+	}
 	return &Reader{conn: conn, done: make(chan struct{})}, nil
 }
 
@@ -51,7 +66,7 @@ func Open(netnsFD int, group uint16) (*Reader, error) {
 // fn, on a goroutine of its own, until ctx ends or reading fails; the socket
 // is closed then. Once Start has returned nil, every record the kernel logs
 // reaches fn. fn must not block for long.
-func (r *Reader) Start(ctx context.Context, fn func(Record)) error {
+func (r *Reader) Start(ctx context.Context, fn func(droplog.Record)) error {
 	hook := func(a nflog.Attribute) int {
 		if a.Prefix == nil || a.Payload == nil {
 			return 0
@@ -60,11 +75,12 @@ func (r *Reader) Start(ctx context.Context, fn func(Record)) error {
 		if a.Timestamp != nil {
 			at = *a.Timestamp
 		}
-		rec, err := Decode(*a.Prefix, *a.Payload, at)
+		rec, err := droplog.Decode(*a.Prefix, *a.Payload, at)
 		switch {
-		case errors.Is(err, ErrForeign):
+		case errors.Is(err, droplog.ErrForeign):
 		case err != nil:
 			r.Lost.Add(1)
+			r.Undecodable.Add(1)
 		default:
 			fn(rec)
 		}

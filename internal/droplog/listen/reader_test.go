@@ -1,4 +1,4 @@
-package droplog
+package listen
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/droplog"
 	"github.com/kube-fence/kube-fence/internal/netns"
 	"github.com/kube-fence/kube-fence/internal/testenv"
 )
@@ -46,8 +47,8 @@ func TestReaderKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	records := make(chan Record, 16)
-	if err := r.Start(ctx, func(rec Record) { records <- rec }); err != nil {
+	records := make(chan droplog.Record, 16)
+	if err := r.Start(ctx, func(rec droplog.Record) { records <- rec }); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
