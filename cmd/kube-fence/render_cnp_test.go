@@ -34,7 +34,7 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 			"# x/a ingress (chain ingress-i",
 			"#   admin    guard (priority 1) spec.ingress[0]: Deny",
 			"#   default: allow",
-			`drop comment "admin guard spec.ingress[0] Deny"`,
+			`goto drop-ingress comment "admin guard spec.ingress[0] Deny"`,
 			"table inet kube-fence",
 		} {
 			if !strings.Contains(out, want) {
