@@ -76,16 +76,16 @@ crd="$npapi/config/crd/experimental/policy.networking.k8s.io_clusternetworkpolic
 "$root/hack/node.sh" kubectl -n kube-system rollout status daemonset/kube-fence --timeout=180s >/dev/null
 
 # -all-features: the experimental features too (named ports, node peers).
-run=("$root/hack/node.sh" exec "$test_bin" -test.v=test2json -test.timeout=120m
+run=("$root/hack/node.sh" exec "$test_bin" -test.timeout=120m
   -test.run '^TestNetworkPolicyAPIConformance$' -kubeconfig="$S/pki/admin.kubeconfig" -all-features "$@")
 if ((up_only)); then
-  echo "e2e-npapi: the node is up; run the suite with:"
-  printf ' %q' "${run[@]}"; echo
+  echo "e2e-npapi: the node is up; run the suite (one test: add -test.run '^TestNetworkPolicyAPIConformance$/CNPAdminTierEgressTCP') with:"
+  printf ' %q' "${run[@]}" -test.v; echo
   exit 0
 fi
 start=$SECONDS
 set +e
-"${run[@]}" 2>&1 | go tool test2json -t -p npapi-conformance > "$out/events.json"
+"${run[@]}" -test.v=test2json 2>&1 | go tool test2json -t -p npapi-conformance > "$out/events.json"
 status=${PIPESTATUS[0]}
 set -e
 jq -j 'select(.Action == "output") | .Output' "$out/events.json" > "$out/suite.log"
