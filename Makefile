@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance fuzz bench-peer e2e-node
+.PHONY: test conformance fuzz bench-peer e2e-node e2e-netpol e2e-npapi
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -35,8 +35,17 @@ bench-peer:
 		-peer.kube-router=$(subst $(space),$(comma),$(addprefix $(CURDIR)/_output/bin/kube-router-,$(PEER_ROUTERS))) \
 		-peer.out=$(PEER_OUT)
 
-# The upstream Netpol e2e suite against a real node (hack/node.sh) with
-# kube-fence installed from deploy/; results in _output/e2e-node/ and
-# docs/conformance.md. NODES=2 for two nodes, IPV6=1 for IPv6 first.
-e2e-node:
+# Both suites against a real node (hack/node.sh) with kube-fence installed
+# from deploy/, one after the other, each on a node of its own; see
+# docs/conformance.md. NODES=2 for two nodes, IPV6=1 for IPv6 first (Netpol).
+e2e-node: e2e-netpol e2e-npapi
+
+# The upstream Netpol e2e suite; results in _output/e2e-node/.
+e2e-netpol:
 	./hack/e2e-node.sh --nodes $(or $(NODES),1) $(if $(IPV6),--ipv6)
+
+# The network-policy-api conformance suite (ClusterNetworkPolicy, the
+# module hack/npapi-conformance pins) with its CRD; results in
+# _output/e2e-npapi/results.md. Two nodes at least (NPAPI_NODES).
+e2e-npapi:
+	./hack/e2e-npapi.sh --nodes $(or $(NPAPI_NODES),2)

@@ -20,9 +20,10 @@
 # Debian 11/12/13 node runs.
 #
 # The .debs come from a private apt directory (_output/iptables/apt/SUITE:
-# its own sources.list, lists and cache), so the machine's apt configuration
-# is untouched. apt checks each file against the signed Packages index; the
-# versions are pinned below, and build.stamp records each file's sha256.
+# its own sources.list, lists and cache; debian_download in hack/lib.sh), so
+# the machine's apt configuration is untouched. apt checks each file against
+# the signed Packages index; the versions are pinned below, and build.stamp
+# records each file's sha256.
 #
 # Libraries: each version runs with its own release's libnftnl, libxtables,
 # libmnl and extensions (XTABLES_LIBDIR), never the machine's. The names
@@ -90,34 +91,9 @@ fi
 require_root
 start=$SECONDS
 
-# The private apt directory for SUITE: one deb line, Debian's archive key.
-apt_dir="$root/_output/iptables/apt/$suite"
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/sources.list.d" "$apt_dir/preferences.d"
-: > "$apt_dir/status"
-cat > "$apt_dir/sources.list" <<SRC
-deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main
-SRC
-apt_opts=(
-  -o "Dir::Etc::SourceList=$apt_dir/sources.list"
-  -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
-  -o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d"
-  -o "Dir::State::Lists=$apt_dir/lists"
-  -o "Dir::State::status=$apt_dir/status"
-  -o "Dir::Cache=$apt_dir/cache"
-  -o "APT::Architecture=amd64"
-  -o "APT::Sandbox::User=root"
-  -o "Acquire::Languages=none"
-  -o "Debug::NoLocking=1"
-)
-
 debs="$root/_output/iptables/debs/$version"
 rm -rf "$debs"
-mkdir -p "$debs"
-download() { (cd "$debs" && apt-get -qq "${apt_opts[@]}" download "${pkgs[@]}") >&2; }
-if ! download 2>/dev/null; then
-  apt-get -qq "${apt_opts[@]}" update >&2
-  download
-fi
+debian_download "$suite" "$debs" "${pkgs[@]}"
 
 tmp="$out.tmp"
 rm -rf "$tmp"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The upstream network policy e2e suite, unmodified, against a real node with
-# kube-fence installed from deploy/ (`make e2e-node`): builds what is missing,
+# kube-fence installed from deploy/ (`make e2e-netpol`, the first half of
+# `make e2e-node`; hack/e2e-npapi.sh is the second): builds what is missing,
 # brings the node up, runs every spec matching `Netpol` except those needing
 # SCTP sockets (the suite's own [Feature:SCTPConnectivity]; this kernel has
 # none), and takes the node down again, also when something fails.

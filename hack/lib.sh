@@ -113,3 +113,36 @@ apt_install() {
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# debian_download SUITE DEST PACKAGE...: Debian SUITE's .debs of PACKAGE
+# (name or name=version) into DEST, through a private apt directory,
+# _output/iptables/apt/SUITE (its own sources.list, lists and cache), so
+# the machine's apt configuration is untouched. apt checks every file
+# against the suite's signed Packages index; the index is fetched on the
+# first call and again when a package is not in the one kept.
+debian_download() {
+	local suite="$1" dest="$2" apt_dir
+	shift 2
+	apt_dir="$KUBE_FENCE_ROOT/_output/iptables/apt/$suite"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/sources.list.d" "$apt_dir/preferences.d" "$dest"
+	[ -f "$apt_dir/status" ] || : > "$apt_dir/status"
+	cat > "$apt_dir/sources.list" <<SRC
+deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main
+SRC
+	local opts=(
+		-o "Dir::Etc::SourceList=$apt_dir/sources.list"
+		-o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
+		-o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d"
+		-o "Dir::State::Lists=$apt_dir/lists"
+		-o "Dir::State::status=$apt_dir/status"
+		-o "Dir::Cache=$apt_dir/cache"
+		-o "APT::Architecture=amd64"
+		-o "APT::Sandbox::User=root"
+		-o "Acquire::Languages=none"
+		-o "Debug::NoLocking=1"
+	)
+	if ! (cd "$dest" && apt-get -qq "${opts[@]}" download "$@") >/dev/null 2>&1; then
+		apt-get -qq "${opts[@]}" update >&2
+		(cd "$dest" && apt-get -qq "${opts[@]}" download "$@") >&2
+	fi
+}

@@ -12,7 +12,11 @@
 #   hack/node.sh kubectl ARGS...                     kubectl against the node, from anywhere
 #   hack/node.sh exec [--node I] CMD...              CMD in node I's network namespace (default 1)
 #   hack/node.sh images [--node I]                   image references in node I's containerd
+#   hack/node.sh import TAR...                       docker-archive images into every node's containerd
 #   hack/node.sh e2e [E2E.TEST ARGS...]              the upstream e2e.test against the node
+#   hack/node.sh seed-side-by-side                   the seed's rules in every node's ip filter, then
+#                                                    kube-router's netpol controller beside kube-fence:
+#                                                    it crash-loops, kube-fence enforces (docs/k3s.md)
 #
 # Nothing touches the machine's own network namespace, firewall, sysctls or
 # /var, /run, /etc: every process runs in a network namespace and a private
@@ -86,6 +90,7 @@ kc() { nsnet node-1 "$bin/kubectl" --kubeconfig "$S/pki/admin.kubeconfig" "$@"; 
 
 . "$root/hack/node/pki.sh"
 . "$root/hack/node/config.sh"
+. "$root/hack/node/seed.sh"
 pki="$S/pki"
 
 # The values protectKernelDefaults requires; a node's mount namespace shows
@@ -239,14 +244,19 @@ pod_network() {
   done
 }
 
+# image_tool: hack/images's tool and the static pause in _output/images.
+image_tool() {
+  ensure_go
+  mkdir -p "$S/images" "$root/_output/images"
+  (cd "$root/hack/images" && GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=readonly \
+    go build -o "$root/_output/images/" . ./pause)
+}
+
 # images: the three images as docker-archive tarballs (hack/images), from
 # binaries built at the pinned release and from this checkout.
 images() {
-  ensure_go
-  mkdir -p "$S/images" "$root/_output/images"
+  image_tool
   "$root/hack/build-static.sh" "$bin/kube-fence" >/dev/null
-  (cd "$root/hack/images" && GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=readonly \
-    go build -o "$root/_output/images/" . ./pause)
   local tool="$root/_output/images/images"
   "$tool" -kind kube-fence -ref "$kubefence_image" -bin "$bin/kube-fence" -o "$S/images/kube-fence.tar"
   "$tool" -kind pause -ref "$pause_image" -bin "$root/_output/images/pause" -o "$S/images/pause.tar"
@@ -342,6 +352,18 @@ e2e() {
     --provider=skeleton --report-dir="$S/e2e" --minStartupPods=1 --disable-log-dump "$@"
 }
 
+# import TAR...: images (docker-archive tarballs, as hack/images writes them)
+# into every node's containerd, where pods find them without a pull.
+import_images() {
+  local n i t
+  n="$(cat "$S/nodes" 2>/dev/null)" || die "the node is not up: run hack/node.sh up"
+  for ((i = 1; i <= n; i++)); do
+    for t in "$@"; do
+      nsrun "node-$i" ctr --address /run/containerd/containerd.sock -n k8s.io images import --no-unpack=false "$t" >/dev/null
+    done
+  done
+}
+
 node_arg() {
   node=1
   if [[ ${1:-} == --node ]]; then node="${2:?--node needs a number}"; shifted=2; else shifted=0; fi
@@ -355,6 +377,8 @@ case "$cmd" in
   kubectl) kc "$@" ;;
   exec) node_arg "$@"; shift "$shifted"; nsnet "node-$node" "$@" ;;
   e2e) e2e "$@" ;;
+  seed-side-by-side) require_root; seed_side_by_side "$@" ;;
+  import) require_root; import_images "$@" ;;
   images) node_arg "$@"; nsrun "node-$node" ctr --address /run/containerd/containerd.sock -n k8s.io images ls -q | grep -v '^sha256:' ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

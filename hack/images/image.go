@@ -23,7 +23,11 @@ type spec struct {
 	dirs       []string
 	extraUsers string // appended to /etc/passwd
 	extraGroup string // appended to /etc/group
-	config     v1.Config
+	// needsRoot: the image cannot work without a directory tree given with
+	// -root (unpacked Debian packages), which goes in a layer between the
+	// base and the binary. Any kind takes one.
+	needsRoot bool
+	config    v1.Config
 }
 
 var specs = map[string]spec{
@@ -54,6 +58,25 @@ var specs = map[string]spec{
 			ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}},
 		},
 	},
+	// kube-router's network policy controller as K3s runs it: it execs
+	// iptables, ip6tables, their -save and -restore, and ipset, so the image
+	// holds Debian 12's iptables 1.8.9 (nf_tables), ipset and their
+	// libraries and glibc (-root). Debian points the iptables names at the
+	// nf_tables variant through update-alternatives at install time; here the
+	// links do it.
+	"kube-router": {
+		binPath:   "usr/local/bin/kube-router",
+		needsRoot: true,
+		links: map[string]string{
+			"usr/sbin/iptables":          "iptables-nft",
+			"usr/sbin/iptables-save":     "iptables-nft-save",
+			"usr/sbin/iptables-restore":  "iptables-nft-restore",
+			"usr/sbin/ip6tables":         "ip6tables-nft",
+			"usr/sbin/ip6tables-save":    "ip6tables-nft-save",
+			"usr/sbin/ip6tables-restore": "ip6tables-nft-restore",
+		},
+		config: v1.Config{Entrypoint: []string{"/usr/local/bin/kube-router"}, User: "0:0"},
+	},
 }
 
 // distroless/static's users and groups.
@@ -67,16 +90,28 @@ const (
 	zoneinfo = "/usr/share/zoneinfo"
 )
 
-func build(s spec, bin string) (v1.Image, error) {
+func build(s spec, bin, root string) (v1.Image, error) {
 	base, err := baseLayer(s)
 	if err != nil {
 		return nil, fmt.Errorf("base layer: %w", err)
+	}
+	layers := []v1.Layer{base}
+	if root != "" {
+		w := newTarWriter()
+		if err := w.tree(root, ""); err != nil {
+			return nil, fmt.Errorf("layer with %s: %w", root, err)
+		}
+		l, err := w.layer()
+		if err != nil {
+			return nil, fmt.Errorf("layer with %s: %w", root, err)
+		}
+		layers = append(layers, l)
 	}
 	app, err := appLayer(s, bin)
 	if err != nil {
 		return nil, fmt.Errorf("layer with %s: %w", bin, err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, base, app)
+	img, err := mutate.AppendLayers(empty.Image, append(layers, app)...)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +205,8 @@ func (w *tarWriter) symlink(name, target string) {
 	w.header(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}, nil)
 }
 
-// tree copies the directory src of this machine to dst in the layer.
+// tree copies the directory src of this machine to dst in the layer (""
+// for the image's root), keeping each file's permission bits.
 func (w *tarWriter) tree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -179,6 +215,8 @@ func (w *tarWriter) tree(src, dst string) error {
 		rel, _ := filepath.Rel(src, p)
 		name := filepath.Join(dst, rel)
 		switch {
+		case name == ".":
+			// The image's root is not an entry of its layers.
 		case d.IsDir():
 			w.dir(name, 0o755)
 		case d.Type()&fs.ModeSymlink != 0:
@@ -188,11 +226,15 @@ func (w *tarWriter) tree(src, dst string) error {
 			}
 			w.symlink(name, target)
 		case d.Type().IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
 			data, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			w.file(name, data, 0o644)
+			w.file(name, data, int64(info.Mode().Perm()))
 		}
 		return w.err
 	})
