@@ -70,8 +70,16 @@ rm -rf "$files"/usr/share/{doc,man,locale,info,lintian}
 # whenever they look for it.
 crd="$npapi/config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml"
 "$root/hack/node.sh" kubectl apply -f "$crd" >/dev/null
-"$root/hack/node.sh" kubectl wait --for=condition=Established --timeout=60s \
-  crd/clusternetworkpolicies.policy.networking.k8s.io >/dev/null
+# Not `kubectl wait --for=condition=Established`: asked before the API server
+# wrote the CRD's first status it fails ("<nil> is of the type <nil>")
+# instead of waiting.
+for ((i = 0; ; i++)); do
+  established="$("$root/hack/node.sh" kubectl get crd clusternetworkpolicies.policy.networking.k8s.io \
+    -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}')"
+  [[ "$established" == True ]] && break
+  ((i < 60)) || { echo "e2e-npapi: the ClusterNetworkPolicy CRD is not Established after 60s" >&2; exit 1; }
+  sleep 1
+done
 "$root/hack/node.sh" kubectl -n kube-system rollout restart daemonset/kube-fence >/dev/null
 "$root/hack/node.sh" kubectl -n kube-system rollout status daemonset/kube-fence --timeout=180s >/dev/null
 
