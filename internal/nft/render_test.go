@@ -14,6 +14,8 @@ func TestRenderText(t *testing.T) {
 		"type filter hook forward priority filter - 5; policy accept;",
 		"ct state established,related accept",
 		"icmpv6 type 133-136 accept",
+		"ct state new tcp flags & (fin|syn|rst|ack) != syn jump tcp-midstream",
+		"ip6 daddr @ingress-pods-v6 drop",
 		"ip saddr vmap @egress-pods-v4",
 		"10.42.0.10 comment \"x/a\" : goto egress-e000000000002",
 		"10.42.0.11 comment \"x/b\" : return",
