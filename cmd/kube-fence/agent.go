@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -21,6 +22,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		cleanup   bool
 		ownership = "auto"
+		existing  = string(cfg.ExistingConnections)
 		logLevel  = "info"
 		logFormat = "text"
 	)
@@ -51,6 +53,9 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 			if cfg.Ownership, err = agent.ParseOwnership(ownership); err != nil {
 				return err
 			}
+			if cfg.ExistingConnections, err = enforce.ParseExistingConnections(existing); err != nil {
+				return err
+			}
 			if cleanup {
 				return agent.Cleanup(cfg, cmd.OutOrStdout())
 			}
@@ -73,6 +78,7 @@ On SIGTERM the table is left in place so pods stay protected while the agent res
 	f.DurationVar(&cfg.MaxDelay, "max-delay", cfg.MaxDelay, "longest a steady stream of changes may postpone a transaction")
 	f.BoolVar(&cfg.DefaultDenyUnknown, "default-deny-unknown", cfg.DefaultDenyUnknown, "isolate addresses of this node's pod CIDRs that belong to no known pod until their pod is known (closes the gap before a new pod is enforced)")
 	f.StringVar(&ownership, "table-ownership", ownership, `"auto": claim the table with the kernel's owner and persist flags where supported (Linux 6.9+), so no other process can change or flush it; "off": never`)
+	f.StringVar(&existing, "existing-connections", existing, `what a change does to connections opened before it that it now denies: "cut" deletes their conntrack entries right after the commit, so their next packet is judged and dropped (allowed connections are untouched); "keep" lets them run until they end`)
 	f.BoolVar(&cfg.CleanupOnExit, "cleanup-on-exit", false, "remove the table when the agent stops (default: leave it, so pods stay protected across restarts)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove everything kube-fence created on this node and exit (stop the agent first)")
 	f.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")

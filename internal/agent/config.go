@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// CleanupOnExit removes the table when the agent stops. The default
 	// leaves it, so pods stay protected during restarts and upgrades.
 	CleanupOnExit bool
+	// ExistingConnections says what a change does to connections open
+	// before it that it denies: cut them (the default) or keep them.
+	ExistingConnections enforce.ExistingConnections
 	// NetNSFD makes the agent enforce in another network namespace; 0 for
 	// its own. Only tests use it.
 	NetNSFD int
@@ -58,14 +62,15 @@ func Defaults() Config {
 		node, _ = os.Hostname()
 	}
 	return Config{
-		NodeName:           node,
-		MetricsAddr:        DefaultMetricsAddr,
-		HealthAddr:         DefaultHealthAddr,
-		VerifyInterval:     DefaultVerifyInterval,
-		Debounce:           DefaultDebounce,
-		MaxDelay:           DefaultMaxDelay,
-		DefaultDenyUnknown: true,
-		Ownership:          kernel.OwnershipAuto,
+		NodeName:            node,
+		MetricsAddr:         DefaultMetricsAddr,
+		HealthAddr:          DefaultHealthAddr,
+		VerifyInterval:      DefaultVerifyInterval,
+		Debounce:            DefaultDebounce,
+		MaxDelay:            DefaultMaxDelay,
+		DefaultDenyUnknown:  true,
+		Ownership:           kernel.OwnershipAuto,
+		ExistingConnections: enforce.ExistingCut,
 	}
 }
 
@@ -91,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDelay < c.Debounce {
 		errs = append(errs, fmt.Errorf("--max-delay: %v is below --debounce %v", c.MaxDelay, c.Debounce))
+	}
+	if _, err := enforce.ParseExistingConnections(string(c.ExistingConnections)); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -21,6 +21,9 @@ type metrics struct {
 	tableObjects   *prometheus.GaugeVec
 	lastSync       prometheus.Gauge
 	degraded       prometheus.Gauge
+	cutDuration    prometheus.Histogram
+	cutEntries     prometheus.Counter
+	cutErrors      prometheus.Counter
 }
 
 // Repair causes, the values of the cause label.
@@ -60,9 +63,15 @@ func newMetrics() *metrics {
 			Help: "Unix time of the last sync that left the kernel's table equal to the desired one."}),
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "degraded",
 			Help: "1 while the kernel's table could not be brought to the desired state, else 0."}),
+		cutDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "conntrack_cut_duration_seconds",
+			Help: "Time of one cut of the connections a committed table denies: listing the conntrack entries, judging each, deleting the denied ones.", Buckets: buckets}),
+		cutEntries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "conntrack_entries_cut_total",
+			Help: "Conntrack entries deleted because the committed table denies their connection (--existing-connections=cut)."}),
+		cutErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "conntrack_cut_errors_total",
+			Help: "Cuts that failed (listing, or deleting an entry); the cut is retried with backoff."}),
 	}
 	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.verifications, m.repairs,
-		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded,
+		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded, m.cutDuration, m.cutEntries, m.cutErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
 		m.verifications.WithLabelValues(c)
