@@ -31,6 +31,10 @@ type KernelEnforcer struct {
 	// Ownership is passed to the dataplane; the default claims the table
 	// with the owner and persist flags, as the agent does.
 	Ownership kernel.Ownership
+	// ExistingConnections is the agent's --existing-connections: "" or
+	// cut deletes, after each sync, the conntrack entries (in the node's
+	// namespace) of connections the new plan denies; keep leaves them.
+	ExistingConnections enforce.ExistingConnections
 
 	mu    sync.Mutex
 	nodes map[string]*nodePipeline
@@ -54,6 +58,14 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 		pipe, err := enforce.Open(node.Name(), e.Options, kernel.Options{NetNSFD: node.NS().FD(), Ownership: e.Ownership})
 		if err != nil {
 			return fmt.Errorf("node %s: %w", node.Name(), err)
+		}
+		if e.ExistingConnections != enforce.ExistingKeep {
+			cutter, err := enforce.OpenCutter(node.NS().FD())
+			if err != nil {
+				pipe.Close()
+				return fmt.Errorf("node %s: %w", node.Name(), err)
+			}
+			pipe.CutConnections(cutter)
 		}
 		np = &nodePipeline{pipe: pipe, last: &cluster.Snapshot{}}
 		e.nodes[node.Name()] = np
