@@ -33,6 +33,9 @@ var documentedMetrics = map[string]string{
 	"kube_fence_table_objects":                          "gauge",
 	"kube_fence_last_successful_sync_timestamp_seconds": "gauge",
 	"kube_fence_degraded":                               "gauge",
+	"kube_fence_conntrack_cut_duration_seconds":         "histogram",
+	"kube_fence_conntrack_entries_cut_total":            "counter",
+	"kube_fence_conntrack_cut_errors_total":             "counter",
 }
 
 // stepMetrics scrapes /metrics: every documented metric with its type and
