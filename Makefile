@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance fuzz bench-peer e2e-node
+.PHONY: test conformance fuzz bench-peer e2e-node soak
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -40,3 +40,13 @@ bench-peer:
 # docs/conformance.md. NODES=2 for two nodes, IPV6=1 for IPv6 first.
 e2e-node:
 	./hack/e2e-node.sh --nodes $(or $(NODES),1) $(if $(IPV6),--ipv6)
+
+# The churn soak's long size (test/soak, docs/reliability.md): 20 changes per
+# second for 30 minutes against a real API server while probes run without
+# pause, the agent SIGKILLed about every minute. CI runs the short size (one
+# minute, 3 changes per second) as part of go test ./...
+SOAK_FLAGS ?= -soak.duration=30m -soak.rate=20 -soak.kill-every=1m
+soak:
+	./hack/build-kube-apiserver.sh
+	mkdir -p _output
+	go test -count=1 -timeout 60m -v ./test/soak/ -run '^TestSoak$$' $(SOAK_FLAGS) -soak.out=$(CURDIR)/_output/soak.json
