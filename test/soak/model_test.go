@@ -23,6 +23,7 @@ type state struct {
 	snap       *cluster.Snapshot
 	table      *nft.Table // what the agent must program for it
 	committed  time.Time  // when the kernel first held this table or a later state's
+	catchUp    bool       // written right after a fault: its latency is the fault's catch-up
 }
 
 // history is every state of the run, in the order of the writes.
@@ -92,6 +93,9 @@ func (h *history) latencies() (out []time.Duration, pending int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.states[1:] {
+		if s.catchUp {
+			continue
+		}
 		if s.committed.IsZero() {
 			pending++
 			continue

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ func TestSoak(t *testing.T) {
 	if *killEvery > 0 {
 		run(r.killLoop)
 	}
+	if *faultEvery > 0 && *faults != "" {
+		run(r.faultLoop)
+	}
 	for i := range *probers {
 		run(func(ctx context.Context) { r.probeLoop(ctx, uint64(i)) })
 	}
@@ -81,7 +85,11 @@ type run struct {
 	started  int             // agents started so far
 	restarts []time.Duration // start to ready of each restarted agent
 
+	inOutage atomic.Bool // the API server or etcd is away: no agent restart now
+	canaries int         // canary pods made after outages (guarded by ch)
+
 	mu         sync.Mutex
+	faults     []faultRecord
 	probes     int
 	determined int // probes whose window agrees on the verdict
 	retried    int // allowed probes that failed at first and connected within bound
@@ -136,7 +144,7 @@ func newRun(t *testing.T) *run {
 	}
 	c := &churn{api: cp.Admin, rnd: rand.New(rand.NewPCG(*seed, 1)), h: &history{}, node: node,
 		pods: map[string]*cluster.Pod{}, exist: map[string]bool{}, pols: map[string]*networkingv1.NetworkPolicy{}, specs: specs}
-	for _, ns := range namespaces {
+	for _, ns := range append(slices.Clone(namespaces), "canary") {
 		c.nss = append(c.nss, cluster.NamespaceFromAPI(cp.CreateNamespace(t, ns, map[string]string{"ns": ns})))
 	}
 	for _, s := range allPods() {
@@ -252,6 +260,9 @@ func (r *run) killLoop(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
+		if r.inOutage.Load() {
+			continue // a new agent could not list the cluster until it is back
+		}
 		r.agentMu.Lock()
 		a := r.agent
 		r.agentMu.Unlock()
@@ -362,22 +373,23 @@ func (r *run) settle() {
 
 // Report is what a run measured; -soak.out writes it as JSON.
 type Report struct {
-	Duration   string   `json:"duration"`
-	Rate       float64  `json:"ratePerSecond"`
-	Bound      string   `json:"bound"`
-	Writes     int      `json:"writes"`
-	Failed     int      `json:"failedWrites"`
-	Probes     int      `json:"probes"`
-	Determined int      `json:"determinedProbes"`
-	Retried    int      `json:"allowedProbesRetried"`
-	Violations int      `json:"violations"`
-	Kills      int      `json:"agentKills"`
-	Restart    []string `json:"agentStartToReady"`
-	LatencyP50 string   `json:"writeToKernelP50"`
-	LatencyP99 string   `json:"writeToKernelP99"`
-	LatencyMax string   `json:"writeToKernelMax"`
-	Pending    int      `json:"statesNeverSeenAlone"`
-	Samples    []sample `json:"agentSamples"`
+	Duration   string        `json:"duration"`
+	Rate       float64       `json:"ratePerSecond"`
+	Bound      string        `json:"bound"`
+	Writes     int           `json:"writes"`
+	Failed     int           `json:"failedWrites"`
+	Probes     int           `json:"probes"`
+	Determined int           `json:"determinedProbes"`
+	Retried    int           `json:"allowedProbesRetried"`
+	Violations int           `json:"violations"`
+	Kills      int           `json:"agentKills"`
+	Restart    []string      `json:"agentStartToReady"`
+	LatencyP50 string        `json:"writeToKernelP50"`
+	LatencyP99 string        `json:"writeToKernelP99"`
+	LatencyMax string        `json:"writeToKernelMax"`
+	Pending    int           `json:"statesNeverSeenAlone"`
+	Faults     []faultRecord `json:"faults"`
+	Samples    []sample      `json:"agentSamples"`
 }
 
 func (r *run) report() {
@@ -396,7 +408,7 @@ func (r *run) report() {
 	defer r.ch.Unlock()
 	rep := Report{Duration: duration.String(), Rate: *rate, Bound: bound.String(), Writes: r.churn.writes, Failed: r.churn.failed,
 		Probes: r.probes, Determined: r.determined, Retried: r.retried, Violations: len(r.violations), Kills: len(r.restarts),
-		LatencyP50: q(0.5).String(), LatencyP99: q(0.99).String(), Pending: pending, Samples: r.samples}
+		LatencyP50: q(0.5).String(), LatencyP99: q(0.99).String(), Pending: pending, Samples: r.samples, Faults: r.faults}
 	if len(lat) > 0 {
 		rep.LatencyMax = lat[len(lat)-1].String()
 	}
@@ -408,6 +420,9 @@ func (r *run) report() {
 	t.Logf("API write to kernel: p50 %s, p99 %s, max %s over %d states (%d replaced before the kernel held them alone); bound %s",
 		rep.LatencyP50, rep.LatencyP99, rep.LatencyMax, len(lat), pending, rep.Bound)
 	t.Logf("agent killed %d times; start to ready: %s", rep.Kills, strings.Join(rep.Restart, " "))
+	for _, f := range r.faults {
+		t.Logf("fault %s at %s: took %s, catch-up %s %s", f.Kind, f.At, f.Took, f.CatchUp, f.Note)
+	}
 	for i, s := range r.samples {
 		if i%max(1, len(r.samples)/10) != 0 && i != len(r.samples)-1 {
 			continue // every sample is in -soak.out
