@@ -1,6 +1,8 @@
 package soak
 
 import (
+	"cmp"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -103,6 +105,26 @@ func (h *history) latencies() (out []time.Duration, pending int) {
 		out = append(out, max(0, s.committed.Sub(s.ack)))
 	}
 	return out, pending
+}
+
+// slowest returns the n states that took longest from the API server's
+// answer to the kernel, with when they were written (from the first state).
+func (h *history) slowest(n int) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ss []*state
+	for _, s := range h.states[1:] {
+		if !s.catchUp && !s.committed.IsZero() {
+			ss = append(ss, s)
+		}
+	}
+	slices.SortFunc(ss, func(a, b *state) int { return cmp.Compare(b.committed.Sub(b.ack), a.committed.Sub(a.ack)) })
+	var out []string
+	for _, s := range ss[:min(n, len(ss))] {
+		out = append(out, fmt.Sprintf("%v at %v (%s)", s.committed.Sub(s.ack).Round(time.Millisecond),
+			s.ack.Sub(h.states[0].ack).Round(100*time.Millisecond), s.what))
+	}
+	return out
 }
 
 // newState renders what the agent must program for snap.

@@ -84,6 +84,7 @@ type run struct {
 	agent    *framework.Agent
 	started  int             // agents started so far
 	restarts []time.Duration // start to ready of each restarted agent
+	killedAt []string        // when, from the start of the churn
 
 	inOutage atomic.Bool // the API server or etcd is away: no agent restart now
 	canaries int         // canary pods made after outages (guarded by ch)
@@ -253,6 +254,9 @@ func (r *run) sampleAgent(ctx context.Context) {
 // new one at once, as the DaemonSet's kubelet would.
 func (r *run) killLoop(ctx context.Context) {
 	rnd := rand.New(rand.NewPCG(*seed, 3))
+	r.h.mu.Lock()
+	begin := r.h.states[0].ack
+	r.h.mu.Unlock()
 	for i := 1; ; i++ {
 		wait := *killEvery/2 + time.Duration(rnd.Int64N(int64(*killEvery)))
 		select {
@@ -271,6 +275,9 @@ func (r *run) killLoop(ctx context.Context) {
 			return
 		}
 		start := time.Now()
+		r.agentMu.Lock()
+		r.killedAt = append(r.killedAt, time.Since(begin).Round(100*time.Millisecond).String())
+		r.agentMu.Unlock()
 		r.startAgent(fmt.Sprintf("agent-%d", i))
 		r.agentMu.Lock()
 		r.restarts = append(r.restarts, time.Since(start))
@@ -388,6 +395,7 @@ type Report struct {
 	LatencyP99 string        `json:"writeToKernelP99"`
 	LatencyMax string        `json:"writeToKernelMax"`
 	Pending    int           `json:"statesNeverSeenAlone"`
+	Slowest    []string      `json:"slowestStates"`
 	Faults     []faultRecord `json:"faults"`
 	Samples    []sample      `json:"agentSamples"`
 }
@@ -408,7 +416,7 @@ func (r *run) report() {
 	defer r.ch.Unlock()
 	rep := Report{Duration: duration.String(), Rate: *rate, Bound: bound.String(), Writes: r.churn.writes, Failed: r.churn.failed,
 		Probes: r.probes, Determined: r.determined, Retried: r.retried, Violations: len(r.violations), Kills: len(r.restarts),
-		LatencyP50: q(0.5).String(), LatencyP99: q(0.99).String(), Pending: pending, Samples: r.samples, Faults: r.faults}
+		LatencyP50: q(0.5).String(), LatencyP99: q(0.99).String(), Pending: pending, Samples: r.samples, Faults: r.faults, Slowest: r.h.slowest(10)}
 	if len(lat) > 0 {
 		rep.LatencyMax = lat[len(lat)-1].String()
 	}
@@ -419,7 +427,8 @@ func (r *run) report() {
 		rep.Writes, rep.Failed, rep.Duration, rep.Probes, rep.Determined, rep.Retried, rep.Violations)
 	t.Logf("API write to kernel: p50 %s, p99 %s, max %s over %d states (%d replaced before the kernel held them alone); bound %s",
 		rep.LatencyP50, rep.LatencyP99, rep.LatencyMax, len(lat), pending, rep.Bound)
-	t.Logf("agent killed %d times; start to ready: %s", rep.Kills, strings.Join(rep.Restart, " "))
+	t.Logf("slowest states: %s", strings.Join(rep.Slowest[:min(5, len(rep.Slowest))], "; "))
+	t.Logf("agent killed %d times (at %s); start to ready: %s", rep.Kills, strings.Join(r.killedAt, " "), strings.Join(rep.Restart, " "))
 	for _, f := range r.faults {
 		t.Logf("fault %s at %s: took %s, catch-up %s %s", f.Kind, f.At, f.Took, f.CatchUp, f.Note)
 	}
