@@ -119,7 +119,7 @@ func (r *run) outage(ctx context.Context, rec *faultRecord, fault func()) error 
 }
 
 // overrun floods the node's namespace with nftables notifications from a
-// table of another program (100,000 set elements in one transaction,
+// table of another program (250,000 set elements in one transaction,
 // several times the agent's 4 MiB socket buffer), so the agent's
 // notification socket overflows (ENOBUFS) and the agent must verify its
 // table from a full read. It checks that a verification caused by a
@@ -131,7 +131,7 @@ func (r *run) overrun(ctx context.Context, rec *faultRecord) error {
 	}
 	var b strings.Builder
 	b.WriteString("add table inet flood\nadd set inet flood s { type ipv4_addr; }\nadd element inet flood s { ")
-	for i := range 100_000 {
+	for i := range 250_000 {
 		if i > 0 {
 			b.WriteString(", ")
 		}
