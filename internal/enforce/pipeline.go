@@ -127,6 +127,15 @@ type Pipeline struct {
 	plan     *plan.Plan
 	cutter   Cutter // nil: connections open before a change are kept
 	cutDue   bool   // a commit since the last successful cut
+	// MaxPeerRanges, unless a test sets another budget.
+	maxPeerRanges int
+}
+
+func (p *Pipeline) budget() int {
+	if p.maxPeerRanges > 0 {
+		return p.maxPeerRanges
+	}
+	return MaxPeerRanges
 }
 
 // New returns a pipeline for node over conn, with no objects yet. The
@@ -188,6 +197,10 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	a.Plan = p.compiler.Plan()
 	a.Update = p.compiler.LastUpdate()
 	a.Compile = t.lap()
+	if err := checkBudget(a.Plan, p.budget()); err != nil {
+		a.Result = &nft.Result{Delta: &nft.Delta{}}
+		return a, &Error{StageApply, err}
+	}
 	a.Table = p.renderer.Render(a.Plan)
 	a.Render = t.lap()
 	res, err := p.conn.Sync(a.Table)

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -32,6 +33,7 @@ var (
 	manyPolicies = flag.Int("limits.policies", 1000, "policies selecting one pod")
 	bigPorts     = flag.Int("limits.ports", 300, "ports of the one large policy's rule (the API allows thousands)")
 	bigPeers     = flag.Int("limits.peers", 300, "ipBlock peers of the one large policy's rule")
+	overPorts    = flag.Int("limits.over-ports", 600, "ports of the policy over the budget (times 2,000 peers: more than enforce.MaxPeerRanges)")
 	caseBound    = flag.Duration("limits.bound", 5*time.Minute, "how long one case may take to reach the kernel")
 )
 
@@ -84,6 +86,10 @@ func TestObjectsAtTheLimits(t *testing.T) {
 			return
 		}
 	}
+	t.Run("one rule over the kernel budget", func(t *testing.T) {
+		e.t = t
+		e.overBudget()
+	})
 }
 
 func newEnv(t *testing.T) *env {
@@ -294,7 +300,7 @@ func (e *env) manyPolicies() {
 func (e *env) bigPolicy() {
 	rule := networkingv1.NetworkPolicyIngressRule{}
 	for i := range *bigPorts {
-		p := intstr.FromInt32(int32(2000 + i))
+		p := intstr.FromInt32(int32(2000 + 2*i)) // apart: no range merges them
 		rule.Ports = append(rule.Ports, networkingv1.NetworkPolicyPort{Port: &p})
 	}
 	for i := range *bigPeers {
@@ -372,4 +378,56 @@ func trimmed(err error) string {
 		s = s[:200] + "..."
 	}
 	return s
+}
+
+// overBudget: one rule of many separate ports and 2,000 peers, which the API
+// server accepts, would need more set elements than enforce.MaxPeerRanges
+// (as a port class per port, each with its own sets of the peers). The
+// agent must not send it (such a transaction exhausted the machine's
+// memory in the kernel): it stays up, keeps the last table, reports
+// itself degraded naming the policy with a Node event, and recovers once
+// the policy is deleted. Changes meanwhile wait: that is the stall.
+func (e *env) overBudget() {
+	before, err := e.reader.Read()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rule := networkingv1.NetworkPolicyIngressRule{}
+	for i := range *overPorts {
+		p := intstr.FromInt32(int32(2000 + 2*i))
+		rule.Ports = append(rule.Ports, networkingv1.NetworkPolicyPort{Port: &p})
+	}
+	for i := range 2000 {
+		rule.From = append(rule.From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("%d.%d.0.0/24", 11+i/256, i%256)}})
+	}
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "over-budget"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"client": "9"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{rule}}}
+	start := time.Now()
+	if _, err := e.api.NetworkingV1().NetworkPolicies("x").Create(e.t.Context(), np, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create the policy over the budget: %v", err)
+	}
+	framework.WaitFor(e.t, time.Minute, "the agent reports the plan too large", func(ctx context.Context) (bool, error) {
+		code, body, err := e.agent.Get(ctx, "/readyz")
+		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "plan too large") && strings.Contains(body, "x/over-budget"), err
+	})
+	e.t.Logf("degraded %v after the write", time.Since(start).Round(time.Millisecond))
+	framework.WaitFor(e.t, time.Minute, "a KubeFenceDegraded event on the Node", func(ctx context.Context) (bool, error) {
+		evs, err := e.api.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=KubeFenceDegraded"})
+		return err == nil && len(evs.Items) > 0 && strings.Contains(evs.Items[0].Message, "x/over-budget"), err
+	})
+	after, err := e.reader.Read()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if d := nft.Diff(before, after); !d.Empty() {
+		e.t.Fatalf("the table changed although the plan was refused: %v", d.Differences[:min(5, len(d.Differences))])
+	}
+	if err := e.api.NetworkingV1().NetworkPolicies("x").Delete(e.t.Context(), "over-budget", metav1.DeleteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	start = time.Now()
+	e.agent.WaitReady(e.t, time.Minute)
+	e.waitTable("policy over the budget deleted", start)
+	e.healthy()
 }
