@@ -43,9 +43,10 @@ e2e-node:
 
 # The churn soak's long size (test/soak, docs/reliability.md): 20 changes per
 # second for 30 minutes against a real API server while probes run without
-# pause, the agent SIGKILLed about every minute. CI runs the short size (one
-# minute, 3 changes per second) as part of go test ./...
-SOAK_FLAGS ?= -soak.duration=30m -soak.rate=20 -soak.kill-every=1m
+# pause, the agent SIGKILLed about every minute, a fault every 3 minutes (a
+# notification flood, etcd restarted, the API server away for 10 minutes).
+# CI runs the short size (one minute, 3 changes per second) in go test ./...
+SOAK_FLAGS ?= -soak.duration=30m -soak.rate=20 -soak.kill-every=1m -soak.fault-every=3m -soak.api-outage=10m
 soak:
 	./hack/build-kube-apiserver.sh
 	mkdir -p _output
