@@ -3,6 +3,7 @@ package soak
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,6 +275,14 @@ func (r *run) killLoop(ctx context.Context) {
 		if err := a.Kill(); err != nil {
 			r.violate("kill the agent: %v", err)
 			return
+		}
+		// The agent is PID 1 of its own PID namespace, below the unshare
+		// that Kill reaps: its sockets close a moment later. A new agent
+		// started before would find its ports taken and exit.
+		for wait := time.Now(); time.Since(wait) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+			if _, _, err := a.Get(ctx, "/healthz"); errors.Is(err, syscall.ECONNREFUSED) {
+				break
+			}
 		}
 		start := time.Now()
 		r.agentMu.Lock()
