@@ -89,7 +89,6 @@ type run struct {
 	killedAt []string        // when, from the start of the churn
 
 	inOutage atomic.Bool // the API server or etcd is away: no agent restart now
-	canaries int         // canary pods made after outages (guarded by ch)
 
 	mu         sync.Mutex
 	faults     []faultRecord
