@@ -43,15 +43,17 @@ func (r *run) faultLoop(ctx context.Context) {
 		kind := kinds[i%len(kinds)]
 		rec := faultRecord{Kind: kind, At: time.Since(start).Round(time.Second).String()}
 		var err error
+		// An outage runs to the end of its catch-up even when the churn's
+		// time is up, so the run ends with the agent caught up.
 		switch kind {
 		case "api-outage":
-			err = r.outage(ctx, &rec, func() {
+			err = r.outage(r.t.Context(), &rec, func() {
 				r.cp.StopAPIServer(r.t)
 				time.Sleep(*apiOutage)
 				r.cp.StartAPIServer(r.t)
 			})
 		case "etcd-restart":
-			err = r.outage(ctx, &rec, func() { r.cp.RestartEtcd(r.t) })
+			err = r.outage(r.t.Context(), &rec, func() { r.cp.RestartEtcd(r.t) })
 		case "notify-overrun":
 			err = r.overrun(ctx, &rec)
 		default:
@@ -132,6 +134,7 @@ type canaryState struct {
 // restart), and returns its last state. Its states are marked catch-up.
 func (r *run) canary(ctx context.Context) (canaryState, error) {
 	s := podSpec{ns: "canary", name: "c0", index: 190}
+	r.churn.specs[s.key()] = s // the churn may relabel, delete and create it too
 	var err error
 	for try := 0; try < 100 && ctx.Err() == nil; try++ {
 		r.h.mu.Lock()
