@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -72,17 +73,58 @@ type churn struct {
 	specs map[string]podSpec
 
 	writes, failed int
+	dirty          bool      // a write failed: the model may differ from the API server
+	dirtySince     time.Time // when the first such write began
+}
+
+// resync rebuilds the pods and policies from the API server after a failed
+// write and records the state it finds, counted from the failed write's
+// start (the write may have taken effect any time since). While the API
+// server cannot be read, the model stays dirty and step tries again.
+func (c *churn) resync(ctx context.Context) {
+	if !c.dirty {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pods, err := c.api.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	pols, err := c.api.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	c.pods, c.exist, c.pols = map[string]*cluster.Pod{}, map[string]bool{}, map[string]*networkingv1.NetworkPolicy{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		c.exist[p.Namespace+"/"+p.Name] = true
+		if err := c.storePod(p); err != nil {
+			delete(c.pods, p.Namespace+"/"+p.Name)
+		}
+	}
+	for i := range pols.Items {
+		np := &pols.Items[i]
+		c.pols[np.Namespace+"/"+np.Name] = np
+	}
+	c.dirty = false
+	c.h.add(newState("read back after a failed write", c.dirtySince, time.Now(), snapshotOf(c.node, c.nss, c.pods, c.pols)))
 }
 
 // write makes one API write and records the state after it.
 func (c *churn) write(ctx context.Context, what string, do func(ctx context.Context) error) error {
 	start := time.Now()
+	c.h.begin(start)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := do(ctx); err != nil {
 		if ctx.Err() == nil {
 			c.failed++
 		}
+		// A failed write may still have happened (a timeout after etcd
+		// took it): read back what the API server holds before going on.
+		c.dirty, c.dirtySince = true, start
+		c.resync(ctx)
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.writes++
@@ -92,6 +134,9 @@ func (c *churn) write(ctx context.Context, what string, do func(ctx context.Cont
 
 // step makes one random change (two writes for a pod that comes back).
 func (c *churn) step(ctx context.Context) error {
+	if c.resync(ctx); c.dirty {
+		return errors.New("the API server cannot be read after a failed write")
+	}
 	switch n := c.rnd.IntN(100); {
 	case n < 30:
 		return c.relabel(ctx)

@@ -33,12 +33,27 @@ type history struct {
 	mu          sync.Mutex
 	states      []*state
 	uncommitted int // index of the first state the kernel has not held yet
+	// pending is when the oldest write not yet recorded as a state began
+	// (zero when none): what the API server holds since then is unknown.
+	pending time.Time
 }
 
+// begin notes that a write starts at start.
+func (h *history) begin(start time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pending.IsZero() {
+		h.pending = start
+	}
+}
+
+// add records a state: the API server's answer, or what was read back
+// after a failed write. Every write before it is accounted for.
 func (h *history) add(s *state) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.states = append(h.states, s)
+	h.pending = time.Time{}
 }
 
 func (h *history) last() *state {
@@ -52,9 +67,14 @@ func (h *history) last() *state {
 // before t0-bound, and every one whose write began before t1 (a write
 // counts from its start, since the agent may act on it before the client
 // sees the answer).
+// It returns nil while a write begun before t1 has no state yet (in
+// flight, or failed and not yet read back): the probe proves nothing.
 func (h *history) window(t0, t1 time.Time, bound time.Duration) []*state {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.pending.IsZero() && h.pending.Before(t1) {
+		return nil
+	}
 	from := 0
 	for i, s := range h.states {
 		if !s.ack.After(t0.Add(-bound)) {
@@ -163,6 +183,9 @@ func podByKey(snap *cluster.Snapshot, key string) *cluster.Pod {
 // verdicts says whether every state of w allows t, and whether every one
 // denies it.
 func verdicts(w []*state, t lab.Target) (allAllow, allDeny bool) {
+	if len(w) == 0 {
+		return false, false
+	}
 	allAllow, allDeny = true, true
 	for _, s := range w {
 		if allowed(s.snap, t) {

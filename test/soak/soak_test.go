@@ -453,8 +453,14 @@ func (r *run) report() {
 			t.Error(err)
 		}
 	}
-	for _, v := range r.violations[:min(len(r.violations), 30)] {
-		t.Error(v)
+	// Every failure of the harness or a fault, then the first probes.
+	probes := 0
+	for _, v := range r.violations {
+		if !strings.Contains(v, " -> ") {
+			t.Error(v)
+		} else if probes++; probes <= 30 {
+			t.Error(v)
+		}
 	}
 	if r.determined == 0 {
 		t.Error("no probe had one verdict over its window: the run proved nothing")
