@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
@@ -86,36 +87,39 @@ func (r *run) outage(ctx context.Context, rec *faultRecord, fault func()) error 
 	back := time.Now()
 	rec.Took = back.Sub(begin).Round(time.Millisecond).String()
 	// The catch-up: canary changes (a pod of its own namespace and
-	// address, which no probe involves, created and deleted in turn), each
-	// awaited in the kernel, until three in a row get there within bound:
-	// then every informer is back. One informer may resume before another,
-	// so a single change would say too early.
-	steady := 0
+	// address, which no probe involves, created and deleted in turn; then
+	// a policy isolating it, created and deleted in turn), each awaited in
+	// the kernel, until three in a row of each kind get there within
+	// bound: then the pods' and the policies' informers are back. One
+	// informer may resume seconds after another.
 	var steadyFrom time.Time
-	for steady < 3 {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(back) > 5*time.Minute {
-			return fmt.Errorf("changes still take longer than %v to reach the kernel %v after the API server came back", *bound, time.Since(back))
-		}
-		st, err := r.canary(ctx)
-		if err != nil {
-			return err
-		}
-		for st.committed.IsZero() && ctx.Err() == nil && time.Since(back) < 5*time.Minute {
-			time.Sleep(20 * time.Millisecond)
-			r.h.mu.Lock()
-			st.committed = st.self.committed
-			r.h.mu.Unlock()
-		}
-		if st.committed.Sub(st.ack) <= *bound {
+	for _, policy := range []bool{false, true} { // the pods' informer, then the policies'
+		steady := 0
+		for steady < 3 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(back) > 5*time.Minute {
+				return fmt.Errorf("changes still take longer than %v to reach the kernel %v after the API server came back", *bound, time.Since(back))
+			}
+			st, err := r.canary(ctx, policy)
+			if err != nil {
+				return err
+			}
+			for st.committed.IsZero() && ctx.Err() == nil && time.Since(back) < 5*time.Minute {
+				time.Sleep(20 * time.Millisecond)
+				r.h.mu.Lock()
+				st.committed = st.self.committed
+				r.h.mu.Unlock()
+			}
+			if st.committed.Sub(st.ack) > *bound {
+				steady = 0
+				continue
+			}
 			if steady == 0 {
 				steadyFrom = st.committed
 			}
 			steady++
-		} else {
-			steady = 0
 		}
 	}
 	rec.CatchUp = steadyFrom.Sub(back).Round(time.Millisecond).String()
@@ -129,10 +133,12 @@ type canaryState struct {
 	self           *state
 }
 
-// canary creates the canary pod, or deletes it when it exists, retrying
+// canary makes one canary change: with policy, it creates or deletes the
+// canary policy (once the canary pod exists); else it creates the canary
+// pod, or deletes it when it exists. It retries
 // while the API server refuses writes (RBAC caches filling after a
 // restart), and returns its last state. Its states are marked catch-up.
-func (r *run) canary(ctx context.Context) (canaryState, error) {
+func (r *run) canary(ctx context.Context, policy bool) (canaryState, error) {
 	s := podSpec{ns: "canary", name: "c0", index: 190}
 	r.churn.specs[s.key()] = s // the churn may relabel, delete and create it too
 	var err error
@@ -140,7 +146,9 @@ func (r *run) canary(ctx context.Context) (canaryState, error) {
 		r.h.mu.Lock()
 		n := len(r.h.states)
 		r.h.mu.Unlock()
-		if r.churn.exist[s.key()] {
+		if policy && r.churn.exist[s.key()] {
+			err = r.toggleCanaryPolicy(ctx)
+		} else if r.churn.exist[s.key()] && !policy {
 			err = r.churn.write(ctx, "delete canary", func(ctx context.Context) error {
 				if err := r.churn.api.CoreV1().Pods(s.ns).Delete(ctx, s.name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 					return err
@@ -236,4 +244,29 @@ func (r *run) notificationVerifications(ctx context.Context) (float64, error) {
 	samples, _ := framework.ParseMetrics(body)
 	v, _ := framework.Value(samples, "kube_fence_verifications_total", `cause="notification"`)
 	return v, nil
+}
+
+// toggleCanaryPolicy creates or deletes a policy isolating the canary
+// namespace's pods: a change through the policies' informer.
+func (r *run) toggleCanaryPolicy(ctx context.Context) error {
+	const key = "canary/isolate"
+	if old := r.churn.pols[key]; old != nil {
+		return r.churn.write(ctx, "delete canary policy", func(ctx context.Context) error {
+			if err := r.churn.api.NetworkingV1().NetworkPolicies("canary").Delete(ctx, "isolate", metav1.DeleteOptions{}); err != nil {
+				return err
+			}
+			delete(r.churn.pols, key)
+			return nil
+		})
+	}
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "canary", Name: "isolate"},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+	return r.churn.write(ctx, "create canary policy", func(ctx context.Context) error {
+		got, err := r.churn.api.NetworkingV1().NetworkPolicies("canary").Create(ctx, np, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		r.churn.pols[key] = got
+		return nil
+	})
 }
