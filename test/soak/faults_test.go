@@ -61,7 +61,7 @@ func (r *run) faultLoop(ctx context.Context) {
 			err = fmt.Errorf("unknown fault %q (want api-outage, etcd-restart or notify-overrun)", kind)
 		}
 		if err != nil {
-			if ctx.Err() == nil {
+			if r.t.Context().Err() == nil {
 				r.violate("fault %s at %s: %v", kind, rec.At, err)
 			}
 			return

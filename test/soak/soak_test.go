@@ -55,8 +55,12 @@ func TestSoak(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
+	// The kernel is watched until every other part ended: an outage's
+	// catch-up may run past the churn's time and needs it.
+	kctx, stopWatch := context.WithCancel(t.Context())
+	watched := make(chan struct{})
+	go func() { defer close(watched); r.watchKernel(kctx) }()
 	run(r.churnLoop)
-	run(r.watchKernel)
 	run(r.sampleAgent)
 	if *killEvery > 0 {
 		run(r.killLoop)
@@ -69,6 +73,8 @@ func TestSoak(t *testing.T) {
 	}
 	wg.Wait()
 	r.settle()
+	stopWatch()
+	<-watched
 	r.report()
 }
 
@@ -374,7 +380,7 @@ func (r *run) settle() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The watcher stopped with the churn: read once more.
+	// One more read, in case the watcher's last poll came just before.
 	reader, err := kernel.Open(kernel.Options{NetNSFD: r.lab.Node(nodeName).NS().FD(), Ownership: kernel.OwnershipOff})
 	if err == nil {
 		defer reader.Close()
@@ -382,7 +388,10 @@ func (r *run) settle() {
 			return
 		}
 	}
-	if last.committed.IsZero() {
+	r.h.mu.Lock()
+	done := !last.committed.IsZero()
+	r.h.mu.Unlock()
+	if !done {
 		r.violate("the kernel does not hold the last state (%s) %v after the churn ended", last.what, *bound)
 	}
 }
