@@ -1,5 +1,5 @@
 # Shortcuts only: hack/test.sh is the test command (CI runs it).
-.PHONY: test conformance fuzz bench-peer e2e-node e2e-netpol e2e-npapi
+.PHONY: test conformance fuzz bench-peer e2e-node e2e-netpol e2e-npapi soak
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -49,3 +49,13 @@ e2e-netpol:
 # _output/e2e-npapi/results.md. Two nodes at least (NPAPI_NODES).
 e2e-npapi:
 	./hack/e2e-npapi.sh --nodes $(or $(NPAPI_NODES),2)
+# The churn soak's long size (test/soak, docs/reliability.md): 20 changes per
+# second for 30 minutes against a real API server while probes run without
+# pause, the agent SIGKILLed about every minute, a fault every 3 minutes (a
+# notification flood, etcd restarted, the API server away for 10 minutes).
+# CI runs the short size (one minute, 3 changes per second) in go test ./...
+SOAK_FLAGS ?= -soak.duration=30m -soak.rate=20 -soak.kill-every=1m -soak.fault-every=3m -soak.api-outage=10m
+soak:
+	./hack/build-kube-apiserver.sh
+	mkdir -p _output
+	go test -count=1 -timeout 60m -v ./test/soak/ -run '^TestSoak$$' $(SOAK_FLAGS) -soak.out=$(CURDIR)/_output/soak.json

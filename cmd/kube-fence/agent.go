@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kube-fence/kube-fence/internal/agent"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -21,6 +22,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		cleanup   bool
 		ownership = "auto"
+		existing  = string(cfg.ExistingConnections)
 		logLevel  = "info"
 		logFormat = "text"
 		logFlags  *dropLogFlags
@@ -63,6 +65,9 @@ how to read it.`,
 				return err
 			}
 			cfg.DropLog = logFlags.value()
+			if cfg.ExistingConnections, err = enforce.ParseExistingConnections(existing); err != nil {
+				return err
+			}
 			if cleanup {
 				return agent.Cleanup(cfg, cmd.OutOrStdout())
 			}
@@ -90,6 +95,7 @@ how to read it.`,
 	f.DurationVar(&cfg.CRDPollInterval, "crd-poll-interval", cfg.CRDPollInterval, "how often to ask the API server whether the ClusterNetworkPolicy CRD was installed or removed; the agent starts or stops watching ClusterNetworkPolicies within this time (at most 1m)")
 	f.BoolVar(&cfg.DefaultDenyUnknown, "default-deny-unknown", cfg.DefaultDenyUnknown, "isolate addresses of this node's pod CIDRs that belong to no known pod until their pod is known (closes the gap before a new pod is enforced)")
 	f.StringVar(&ownership, "table-ownership", ownership, `"auto": claim the table with the kernel's owner and persist flags where supported (Linux 6.9+), so no other process can change or flush it; "off": never`)
+	f.StringVar(&existing, "existing-connections", existing, `what a change does to connections opened before it that it now denies: "cut" deletes their conntrack entries right after the commit, so their next packet is judged and dropped (allowed connections are untouched); "keep" lets them run until they end`)
 	f.BoolVar(&cfg.CleanupOnExit, "cleanup-on-exit", false, "remove the table when the agent stops (default: leave it, so pods stay protected across restarts)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove everything kube-fence created on this node and exit (stop the agent first)")
 	f.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")

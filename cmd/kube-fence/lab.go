@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab"
 	"github.com/kube-fence/kube-fence/internal/lab/demo"
 	"github.com/kube-fence/kube-fence/internal/lab/report"
@@ -29,6 +30,7 @@ type labFlags struct {
 	layout   string
 	timeout  time.Duration
 	parallel int
+	existing string
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
@@ -36,12 +38,18 @@ func (f *labFlags) register(cmd *cobra.Command) {
 		"how pods are wired to their node: bridge (cni0 with br_netfilter, like flannel on K3s) or routed (a /32 and /128 route per pod, like Calico)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", time.Second, "how long one probe waits before calling the connection blocked")
 	cmd.Flags().IntVar(&f.parallel, "parallel", 128, "how many probes run at once")
+	cmd.Flags().StringVar(&f.existing, "existing-connections", string(enforce.ExistingCut),
+		"what a scenario step does to connections open before it that it denies: cut or keep, as the agent's flag")
 }
 
 // options returns the lab options and whether a real enforcer is in.
 func (f *labFlags) options(stderr io.Writer) (lab.Options, bool, error) {
 	opts := lab.Options{Layout: topo.Layout(f.layout), ProbeTimeout: f.timeout, Parallelism: f.parallel}
 	if err := opts.Defaults().Validate(); err != nil {
+		return opts, false, exitError{code: 2, msg: err.Error()}
+	}
+	existing, err := enforce.ParseExistingConnections(f.existing)
+	if err != nil {
 		return opts, false, exitError{code: 2, msg: err.Error()}
 	}
 	if newEnforcer == nil {
@@ -51,6 +59,9 @@ func (f *labFlags) options(stderr io.Writer) (lab.Options, bool, error) {
 	e, err := newEnforcer()
 	if err != nil {
 		return opts, false, fmt.Errorf("start the enforcer: %w", err)
+	}
+	if ke, ok := e.(*lab.KernelEnforcer); ok {
+		ke.ExistingConnections = existing
 	}
 	opts.Enforcer = e
 	return opts, true, nil

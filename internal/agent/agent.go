@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
+	"github.com/kube-fence/kube-fence/internal/conntrack"
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
@@ -34,6 +36,13 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 	}
 	defer pipe.Close()
 	pipe.SetDropLog(cfg.DropLog)
+	if cfg.ExistingConnections == enforce.ExistingCut {
+		cutter, err := enforce.OpenCutter(cfg.NetNSFD)
+		if err != nil {
+			return fmt.Errorf("--existing-connections=cut: %w", err)
+		}
+		pipe.CutConnections(cutter)
+	}
 
 	a := newAgent(cfg, log, pipe, newEventSink(client, cfg.NodeName))
 	defer a.events.shutdown()
@@ -50,7 +59,8 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 	// A table left by the previous agent keeps enforcing the last known
 	// state while the API server is listed.
 	log.Info("starting", "node", cfg.NodeName, "ownership", pipe.OwnershipState(), "defaultDenyUnknown", cfg.DefaultDenyUnknown,
-		"logDenied", !cfg.DropLog.Off)
+		"logDenied", !cfg.DropLog.Off,
+		"existingConnections", cfg.ExistingConnections)
 	a.status.setWaiting(true)
 	watch := newCNPWatch(log, client.Discovery(), cnps, a.store, cfg.CRDPollInterval)
 	err = startInformers(ctx, client, cfg.NodeName, a.store, watch)
@@ -165,6 +175,7 @@ func (a *agent) sync() bool {
 	policies, clusterPolicies := a.store.applyTo(a.pipe, a.cfg.NodeName)
 	s, err := a.pipe.Sync()
 	a.reportProblems(policies, clusterPolicies, s.Plan)
+	a.reportCut(s.Cut)
 	res := s.Result
 	if res.Messages > 0 {
 		a.metrics.applyDuration.Observe(res.Duration.Seconds())
@@ -190,6 +201,9 @@ func (a *agent) sync() bool {
 		if !a.settle(causeAfterApply, s.Check, err) {
 			return false
 		}
+	} else if err != nil { // a cut retried without a transaction
+		a.fail(err)
+		return false
 	}
 	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
 	a.succeed(s.Plan, s.Table)
@@ -211,6 +225,9 @@ func (a *agent) verify(cause string) bool {
 	}
 	a.metrics.verifications.WithLabelValues(cause).Inc()
 	chk, err := a.pipe.Verify()
+	if chk != nil {
+		a.reportCut(chk.Cut)
+	}
 	return a.settle(cause, chk, err)
 }
 
@@ -241,6 +258,9 @@ func (a *agent) settle(cause string, chk *enforce.Check, err error) bool {
 func (a *agent) fail(err error) {
 	a.failures++
 	a.metrics.applyErrors.Inc()
+	if enforce.StageOf(err) == enforce.StageCut {
+		a.metrics.cutErrors.Inc()
+	}
 	a.metrics.degraded.Set(1)
 	reason := err.Error()
 	if errors.Is(err, kernel.ErrOwnedElsewhere) {
@@ -287,4 +307,20 @@ func (a *agent) stop() error {
 	}
 	a.log.Info("stopping; removing the table (--cleanup-on-exit)")
 	return a.pipe.DeleteTable()
+}
+
+// reportCut accounts for a cut of denied connections after a commit. A
+// failed cut is reported by the sync's error; what it did delete counts.
+func (a *agent) reportCut(res *conntrack.Result) {
+	if res == nil {
+		return
+	}
+	a.metrics.cutDuration.Observe(res.Took.Seconds())
+	a.metrics.cutEntries.Add(float64(len(res.Cut)))
+	if len(res.Cut) == 0 && res.Gone == 0 {
+		a.log.Debug("no connection to cut", "entries", res.Entries, "judged", res.Judged, "took", res.Took)
+		return
+	}
+	a.log.Info("connections cut", "cut", len(res.Cut), "gone", res.Gone, "entries", res.Entries, "judged", res.Judged, "took", res.Took)
+	a.log.Debug("connections cut", "flows", res.Cut)
 }

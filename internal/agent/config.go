@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/nft/kernel"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// the --log-* flags); the agent reads the records and writes one line
 	// per denied connection.
 	DropLog nft.DropLog
+	// ExistingConnections says what a change does to connections open
+	// before it that it denies: cut them (the default) or keep them.
+	ExistingConnections enforce.ExistingConnections
 	// NetNSFD makes the agent enforce in another network namespace; 0 for
 	// its own. Only tests use it.
 	NetNSFD int
@@ -69,15 +73,16 @@ func Defaults() Config {
 		node, _ = os.Hostname()
 	}
 	return Config{
-		NodeName:           node,
-		MetricsAddr:        DefaultMetricsAddr,
-		HealthAddr:         DefaultHealthAddr,
-		VerifyInterval:     DefaultVerifyInterval,
-		Debounce:           DefaultDebounce,
-		MaxDelay:           DefaultMaxDelay,
-		CRDPollInterval:    DefaultCRDPollInterval,
-		DefaultDenyUnknown: true,
-		Ownership:          kernel.OwnershipAuto,
+		NodeName:            node,
+		MetricsAddr:         DefaultMetricsAddr,
+		HealthAddr:          DefaultHealthAddr,
+		VerifyInterval:      DefaultVerifyInterval,
+		Debounce:            DefaultDebounce,
+		MaxDelay:            DefaultMaxDelay,
+		CRDPollInterval:     DefaultCRDPollInterval,
+		DefaultDenyUnknown:  true,
+		Ownership:           kernel.OwnershipAuto,
+		ExistingConnections: enforce.ExistingCut,
 	}
 }
 
@@ -109,6 +114,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.DropLog.Defaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--log-rate/--log-burst: %w", err))
+	}
+	if _, err := enforce.ParseExistingConnections(string(c.ExistingConnections)); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,9 @@ type metrics struct {
 	deniedPackets  *prometheus.CounterVec
 	// wouldDenyPackets counts what policies in audit mode would deny.
 	wouldDenyPackets *prometheus.CounterVec
+	cutDuration      prometheus.Histogram
+	cutEntries       prometheus.Counter
+	cutErrors        prometheus.Counter
 }
 
 // Repair causes, the values of the cause label.
@@ -74,9 +77,16 @@ func newMetrics() *metrics {
 		wouldDenyPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "would_deny_packets_total",
 			Help: "Allowed packets of new connections that NetworkPolicies in audit mode (annotation kube-fence.io/mode: audit) would deny, as the table logged them, by side and the namespace of this node's pod on that side."},
 			[]string{"direction", "namespace"}),
+		cutDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "conntrack_cut_duration_seconds",
+			Help: "Time of one cut of the connections a committed table denies: listing the conntrack entries, judging each, deleting the denied ones.", Buckets: buckets}),
+		cutEntries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "conntrack_entries_cut_total",
+			Help: "Conntrack entries deleted because the committed table denies their connection (--existing-connections=cut)."}),
+		cutErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "conntrack_cut_errors_total",
+			Help: "Cuts that failed (listing, or deleting an entry); the cut is retried with backoff."}),
 	}
 	m.registry.MustRegister(m.syncDuration, m.applyDuration, m.changesApplied, m.transactions, m.verifications, m.repairs,
 		m.applyErrors, m.policies, m.pods, m.tableObjects, m.lastSync, m.degraded, m.deniedPackets, m.wouldDenyPackets,
+		m.cutDuration, m.cutEntries, m.cutErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range []string{causeNotification, causeInterval, causeAfterApply, causeStartup} {
 		m.verifications.WithLabelValues(c)

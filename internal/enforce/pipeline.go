@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/conntrack"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
@@ -39,6 +40,7 @@ const (
 	StageApply    Stage = "apply"
 	StageReadBack Stage = "read back"
 	StageRepair   Stage = "repair"
+	// StageCut: see cut.go.
 )
 
 // Error is a failed step. The kernel keeps the last table it committed.
@@ -88,6 +90,9 @@ type Check struct {
 	Differences []string
 	// Repair is the transaction that removed them, nil when none was needed.
 	Repair *nft.Result
+	// Cut is what the cut of denied connections after the repair did; nil
+	// when none ran (see CutConnections).
+	Cut *conntrack.Result
 }
 
 // Sync is what Sync did: the transaction and, when it changed something,
@@ -95,6 +100,9 @@ type Check struct {
 type Sync struct {
 	*Applied
 	Check *Check // nil when the transaction changed nothing
+	// Cut is what the cut of denied connections after the commit did; nil
+	// when none ran (nothing committed, or connections are kept).
+	Cut *conntrack.Result
 }
 
 // Changes receives object changes. Pipeline implements it; the agent's
@@ -127,6 +135,17 @@ type Pipeline struct {
 	// about to commit, and the previous plan again when it fails.
 	committing func(enforced, audit *plan.Plan)
 	auditPlan  *plan.Plan
+	cutter     Cutter // nil: connections open before a change are kept
+	cutDue     bool   // a commit since the last successful cut
+	// MaxPeerRanges, unless a test sets another budget.
+	maxPeerRanges int
+}
+
+func (p *Pipeline) budget() int {
+	if p.maxPeerRanges > 0 {
+		return p.maxPeerRanges
+	}
+	return MaxPeerRanges
 }
 
 // New returns a pipeline for node over conn, with no objects yet. The
@@ -236,15 +255,23 @@ func loadInto(c Changes, s *cluster.Snapshot) {
 
 // Sync brings the kernel's table to the objects as handed over so far: it
 // applies the changes (Apply) and, when the transaction changed something,
-// reads back what it changed and repairs any difference (ReadBack). The
-// rest of the table is left to Verify.
+// reads back what it changed and repairs any difference (ReadBack); then,
+// with CutConnections, it cuts the connections the committed plan denies.
+// The rest of the table is left to Verify.
 func (p *Pipeline) Sync() (*Sync, error) {
 	a, err := p.Apply()
 	s := &Sync{Applied: a}
-	if err != nil || a.Result.Messages == 0 {
+	if err != nil {
 		return s, err
 	}
-	s.Check, err = p.ReadBack(a)
+	if a.Result.Messages > 0 {
+		if s.Check, err = p.ReadBack(a); err != nil {
+			return s, err
+		}
+	}
+	// After the commit, never before: a packet between a cut and the
+	// commit would open the entry again under the old table.
+	s.Cut, err = p.cutIfDue()
 	return s, err
 }
 
@@ -257,6 +284,10 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	a.Update = p.compiler.LastUpdate()
 	a.Audit = p.audit.plan()
 	a.Compile = t.lap()
+	if err := checkBudget(a.Plan, p.budget()); err != nil {
+		a.Result = &nft.Result{Delta: &nft.Delta{}}
+		return a, &Error{StageApply, err}
+	}
 	a.Table = p.renderer.RenderAudit(a.Plan, a.Audit)
 	a.Render = t.lap()
 	if p.committing != nil {
@@ -275,6 +306,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 		return a, &Error{StageApply, err}
 	}
 	p.desired, p.plan, p.auditPlan = a.Table, a.Plan, a.Audit
+	p.cutDue = p.cutDue || a.First || res.Messages > 0
 	return a, nil
 }
 
@@ -299,7 +331,12 @@ func (p *Pipeline) Verify() (*Check, error) {
 	if err != nil {
 		return nil, &Error{StageReadBack, err}
 	}
-	return p.settle(d)
+	c, err := p.settle(d)
+	if err != nil {
+		return c, err
+	}
+	c.Cut, err = p.cutIfDue()
+	return c, err
 }
 
 func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
@@ -312,6 +349,8 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 		return c, &Error{StageRepair, fmt.Errorf("%w (differences: %s)", err, strings.Join(c.Differences[:min(5, len(c.Differences))], "; "))}
 	}
 	c.Repair = res
+	// Whatever replaced the table may have let denied connections open.
+	p.cutDue = true
 	return c, nil
 }
 
@@ -345,8 +384,14 @@ func (p *Pipeline) OwnershipState() string { return p.conn.OwnershipState() }
 // which the kernel stamps on the notifications they cause.
 func (p *Pipeline) PortID() uint32 { return p.conn.PortID() }
 
-// Close closes the connection. The table stays in the kernel.
-func (p *Pipeline) Close() error { return p.conn.Close() }
+// Close closes the connections. The table stays in the kernel.
+func (p *Pipeline) Close() error {
+	err := p.conn.Close()
+	if p.cutter != nil {
+		err = errors.Join(err, p.cutter.Close())
+	}
+	return err
+}
 
 type stopwatch struct {
 	wall time.Time

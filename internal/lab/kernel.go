@@ -39,6 +39,10 @@ type KernelEnforcer struct {
 	DropLog nft.DropLog
 
 	drops drops
+	// ExistingConnections is the agent's --existing-connections: "" or
+	// cut deletes, after each sync, the conntrack entries (in the node's
+	// namespace) of connections the new plan denies; keep leaves them.
+	ExistingConnections enforce.ExistingConnections
 
 	mu    sync.Mutex
 	nodes map[string]*nodePipeline
@@ -71,6 +75,14 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 			return fmt.Errorf("node %s: %w", node.Name(), err)
 		}
 		pipe.SetDropLog(log)
+		if e.ExistingConnections != enforce.ExistingKeep {
+			cutter, err := enforce.OpenCutter(node.NS().FD())
+			if err != nil {
+				pipe.Close()
+				return fmt.Errorf("node %s: %w", node.Name(), err)
+			}
+			pipe.CutConnections(cutter)
+		}
 		np = &nodePipeline{pipe: pipe, last: &cluster.Snapshot{}}
 		e.nodes[node.Name()] = np
 	}

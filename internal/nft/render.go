@@ -17,9 +17,10 @@ import (
 // sets and maps; only profiles (groups of pods selected by the same policies)
 // add chains.
 const (
-	chainForward = "forward"
-	chainEgress  = "egress"
-	chainIngress = "ingress"
+	chainForward   = "forward"
+	chainEgress    = "egress"
+	chainIngress   = "ingress"
+	chainMidstream = "tcp-midstream"
 
 	setEgressPods4  = "egress-pods-v4"
 	setEgressPods6  = "egress-pods-v6"
@@ -127,10 +128,22 @@ func (r *Renderer) fixedChains() []*Chain {
 			Rules: []Rule{
 				rule(ctEstablishedRelated(), accept),
 				rule(icmpv6NeighbourDiscovery(), accept),
+				rule(tcpMidstream(), jump(chainMidstream)),
 				rule(jump(chainEgress)),
 				rule(jump(chainIngress)),
 			},
 		},
+		// A TCP connection whose conntrack entry was cut (see
+		// internal/conntrack) must not come back as a new flow from its
+		// other end: to or from a pod of the node, a TCP packet that is
+		// neither part of a known connection nor a SYN is dropped. The pod
+		// maps double as the sets of the node's pod addresses.
+		{Name: chainMidstream, Rules: []Rule{
+			rule(ipSaddr.inSet(setEgressPods4), drop),
+			rule(ip6Saddr.inSet(setEgressPods6), drop),
+			rule(ipDaddr.inSet(setIngressPods4), drop),
+			rule(ip6Daddr.inSet(setIngressPods6), drop),
+		}},
 		// Egress of the node's pods: a pod's address sends the packet to
 		// its profile (which returns when allowed) or straight back when
 		// the pod is not isolated for egress. Unknown addresses of the

@@ -140,6 +140,30 @@ func ctEstablishedRelated() stmt {
 	}
 }
 
+// tcpMidstream matches a TCP packet that conntrack saw no start of: state
+// new, yet not a bare SYN (with nf_conntrack_tcp_loose, the kernel's
+// default, such a packet opens an entry in whatever direction it travels).
+// nft 1.0.6 prints it as `ct state new tcp flags != syn / fin,syn,rst,ack`.
+func tcpMidstream() stmt {
+	return stmt{
+		exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{
+				SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+				Xor:  binaryutil.NativeEndian.PutUint32(0),
+			},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x17}, Xor: []byte{0}}, // fin|syn|rst|ack
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0x02}},                                 // syn
+		},
+		text: "ct state new tcp flags & (fin|syn|rst|ack) != syn",
+	}
+}
+
 // icmpv6NeighbourDiscovery matches router and neighbour solicitations and
 // advertisements (types 133 to 136). Without them IPv6 stops working between
 // pods on a bridge, so no policy may drop them.

@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/conformance"
+	"github.com/kube-fence/kube-fence/internal/enforce"
+	"github.com/kube-fence/kube-fence/internal/lab/stream"
 	"github.com/kube-fence/kube-fence/internal/netns"
 )
 
@@ -22,14 +25,112 @@ const (
 )
 
 // TestOutsideTheAPIEstablishedConnections pins what a policy change does to
-// connections open at the time: kube-fence accepts packets of established
-// (and related) connections before any policy, so a change applies to new
-// connections only. A TCP connection and a UDP flow opened while allowed go
-// on carrying data both ways after policies deny them, while a new
-// connection is blocked at once; after the policies are deleted, new
-// connections go through again.
+// connections open at the time, in both modes of --existing-connections.
 func TestOutsideTheAPIEstablishedConnections(t *testing.T) {
+	t.Run("cut", testEstablishedCut)
+	t.Run("keep", testEstablishedKeep)
+}
+
+// testEstablishedCut: with the default, cut, a TCP connection and a UDP flow
+// that a new policy denies stop carrying data as soon as the change is
+// committed, while those it still allows go on without a lost byte; the
+// same when a relabel moves the client out of the allowing selector. Both
+// families at once: x/a serves, y/a and y/b stream to it.
+func testEstablishedCut(t *testing.T) {
 	l, snap := startLab(t, oneNode)
+	var streams []*clientStream
+	for _, ip := range podIPs(snap, "x/a") {
+		echo, err := stream.ServeEcho(l.PodNS("x/a"), netip.AddrPortFrom(ip, echoTCP))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { echo.Close() })
+		for _, client := range []string{"y/a", "y/b"} {
+			for _, network := range []string{"tcp", "udp"} {
+				s, err := stream.Dial(l.PodNS(client), network, netip.AddrPortFrom(ip, echoTCP), 64_000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(s.Close)
+				streams = append(streams, &clientStream{client, s})
+			}
+		}
+	}
+	for _, cs := range streams {
+		if ok, st := cs.Flowing(300 * time.Millisecond); !ok {
+			t.Fatalf("%s from %s does not flow before any policy: %+v", cs.Name, cs.client, st)
+		}
+	}
+
+	// x/a talks only with y/b: y/a's connections are cut, y/b's go on.
+	// Egress too, for UDP: a cut flow whose server answers a datagram that
+	// was in flight at the cut comes back as a new flow from the server,
+	// which only its egress policy can deny (docs/policy-semantics.md).
+	yb := conformance.PodNamespacePeer(conformance.Labels(conformance.PodLabel, "b"), conformance.Labels(conformance.NamespaceLabel, "y"))
+	allowYB := conformance.Policy("x", "a-with-y-b", conformance.Labels(conformance.PodLabel, "a"),
+		conformance.Ingress(conformance.From(nil, yb)), conformance.Egress(conformance.To(nil, yb)))
+	start := time.Now()
+	update(t, l, func(s *conformance.State) { s.Apply(allowYB) })
+	t.Logf("policy committed and connections cut in %v", time.Since(start))
+	checkCut(t, streams, start, map[string]bool{"y/a": true})
+
+	// y/b leaves the selector that allowed it.
+	start = time.Now()
+	update(t, l, func(s *conformance.State) {
+		if err := s.LabelPod("y/b", conformance.PodLabel, "b2"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("relabel committed and connections cut in %v", time.Since(start))
+	checkCut(t, streams, start, map[string]bool{"y/a": true, "y/b": true})
+}
+
+type clientStream struct {
+	client string
+	*stream.Stream
+}
+
+// checkCut checks that the streams of the denied clients stopped and the
+// others still flow, in order and complete, and logs when each stopped.
+func checkCut(t *testing.T, streams []*clientStream, start time.Time, denied map[string]bool) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, cs := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(50 * time.Millisecond) // packets in flight at the cut
+			ok, st := cs.Flowing(500 * time.Millisecond)
+			switch {
+			case denied[cs.client] && ok:
+				t.Errorf("%s from %s still carries data after the change denied it", cs.Name, cs.client)
+			case denied[cs.client]:
+				if st.Last.Before(start) {
+					return // cut by an earlier change
+				}
+				t.Logf("%s from %s: last data %v after the change began", cs.Name, cs.client, st.Last.Sub(start).Round(time.Millisecond))
+			case !ok:
+				t.Errorf("%s from %s, still allowed, stopped flowing: %+v", cs.Name, cs.client, st)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// testEstablishedKeep: with --existing-connections=keep, packets of
+// established (and related) connections are accepted before any policy, so
+// a change applies to new connections only. A TCP connection and a UDP
+// flow opened while allowed go on carrying data both ways after policies
+// deny them, while a new connection is blocked at once; after the policies
+// are deleted, new connections go through again.
+func testEstablishedKeep(t *testing.T) {
+	v := oneNode
+	v.Existing = enforce.ExistingKeep
+	snap, err := conformance.Model(v.Nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLabWith(t, v, snap)
 	server, client := l.PodNS("x/a"), l.PodNS("y/a")
 	for _, ip := range podIPs(snap, "x/a") {
 		echoServers(t, server, ip)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/conformance"
+	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/lab"
 	"github.com/kube-fence/kube-fence/internal/lab/topo"
 	"github.com/kube-fence/kube-fence/internal/testenv"
@@ -34,6 +35,8 @@ type variant struct {
 	Name   string
 	Nodes  int
 	Layout topo.Layout
+	// Existing is the enforcer's --existing-connections; "" is the default.
+	Existing enforce.ExistingConnections
 }
 
 var (
@@ -69,7 +72,7 @@ func startLabWith(t *testing.T, v variant, snap *cluster.Snapshot) *lab.Lab {
 	t.Helper()
 	testenv.RequireRoot(t)
 	l, err := lab.New(context.Background(), snap, lab.Options{
-		Enforcer:     &lab.KernelEnforcer{},
+		Enforcer:     &lab.KernelEnforcer{ExistingConnections: v.Existing},
 		Layout:       v.Layout,
 		ProbeTimeout: *timeout,
 		Parallelism:  *parallel,

@@ -60,7 +60,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 			},
 			wantMsg: []string{
 				`set egress-pods-v4: element is 10.42.0.11 : accept, want 10.42.0.11 comment "x/b" : return`,
-				"chain intruder: not wanted", "set intruder-set: not wanted", "chain forward: unexpected rule 5: ip saddr 10.9.9.9 accept",
+				"chain intruder: not wanted", "set intruder-set: not wanted", "chain forward: unexpected rule 6: ip saddr 10.9.9.9 accept",
 			},
 		},
 		{

@@ -253,6 +253,17 @@ func (cp *ControlPlane) StopAPIServer(t testing.TB) {
 	cp.apiserver = nil
 }
 
+// RestartEtcd stops etcd (SIGTERM, then SIGKILL after a grace period) and
+// starts it again on the same data, as after a crash or an upgrade; the API
+// server keeps running and reconnects.
+func (cp *ControlPlane) RestartEtcd(t testing.TB) {
+	t.Helper()
+	if err := cp.etcd.Stop(stopGrace); err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	cp.startEtcd(t, EtcdBinary(t))
+}
+
 // shutdown stops the API server before etcd, so it does not spend the stop
 // retrying a vanished etcd, and shows the logs when the test failed.
 func (cp *ControlPlane) shutdown(t testing.TB) {

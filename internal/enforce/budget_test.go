@@ -1,0 +1,66 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kube-fence/kube-fence/internal/nft/nfttest"
+	"github.com/kube-fence/kube-fence/internal/policy"
+)
+
+// TestPlanOverBudgetKeepsTheLastTable: a policy whose rule of many ports
+// and many peers would need more set elements than the budget is not sent
+// to the kernel; the last table stays, the error names the policy, and
+// once the policy goes the pipeline commits again.
+func TestPlanOverBudgetKeepsTheLastTable(t *testing.T) {
+	conn := nfttest.New()
+	p := New("n1", policy.Options{DefaultDenyUnknown: true}, conn)
+	p.maxPeerRanges = 1000
+	p.Load(cutCluster())
+	if _, err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	before := conn.Transactions()
+	big := ingressTo80()
+	big.Name = "big"
+	rule := networkingv1.NetworkPolicyIngressRule{}
+	for i := range 40 {
+		port := intstr.FromInt32(int32(2000 + 2*i))
+		rule.Ports = append(rule.Ports, networkingv1.NetworkPolicyPort{Port: &port})
+		rule.From = append(rule.From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("11.%d.0.0/24", i)}})
+	}
+	big.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{rule}
+	p.SetPolicy(big)
+	s, err := p.Sync()
+	if StageOf(err) != StageApply || !errors.Is(err, ErrPlanTooLarge) || !strings.Contains(err.Error(), "x/big") {
+		t.Fatalf("over budget: err=%v, want an apply error wrapping ErrPlanTooLarge that names x/big", err)
+	}
+	if conn.Transactions() != before || s.Result.Messages != 0 {
+		t.Fatalf("a transaction was sent for a plan over budget")
+	}
+	p.DeletePolicy("x/big")
+	if _, err := p.Sync(); err != nil {
+		t.Fatalf("after the policy went: %v", err)
+	}
+}
+
+func TestCheckBudgetCountsEveryClass(t *testing.T) {
+	conn := nfttest.New()
+	p := New("n1", policy.Options{}, conn)
+	p.Load(cutCluster())
+	p.SetPolicy(ingressTo80())
+	if _, err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkBudget(p.Plan(), MaxPeerRanges); err != nil {
+		t.Fatalf("a one-port policy is over the default budget: %v", err)
+	}
+	if err := checkBudget(p.Plan(), 0); err == nil {
+		t.Fatal("a budget of 0 ranges passes a plan with a profile")
+	}
+}
