@@ -89,6 +89,7 @@ how to read it.`,
 	f.StringVar(&cfg.NodeName, "node-name", "", "node whose pods to enforce (default $NODE_NAME, else the hostname)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "host:port serving Prometheus metrics at /metrics; empty disables")
 	f.StringVar(&cfg.HealthAddr, "health-bind-address", cfg.HealthAddr, "host:port serving /healthz (the writer loop is alive) and /readyz (the kernel holds the desired table); empty disables")
+	f.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/ on --metrics-bind-address, for go tool pprof; off by default")
 	f.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often to read the table back and repair it even without a change notification (a backstop)")
 	f.DurationVar(&cfg.Debounce, "debounce", cfg.Debounce, "how long to collect a burst of API changes into one kernel transaction")
 	f.DurationVar(&cfg.MaxDelay, "max-delay", cfg.MaxDelay, "longest a steady stream of changes may postpone a transaction")

@@ -50,7 +50,7 @@ named ports and port ranges):
             ClusterNetworkPolicies selecting them instead, as ratios to no policy
 
 --size small (1k pods, one run) keeps the command working in CI and says nothing about
-speed; --size full (1k to 50k pods, five runs) is the run docs/benchmarks.md reports.
+speed; --size full (1k to 100k pods, five runs) is the run docs/benchmarks.md reports.
 Every number is a median with its range; the tables are Markdown. It needs root.`,
 		Example: `  kube-fence bench --size full --json bench.json --plot docs/benchmarks-sync.png > tables.md
   kube-fence bench --parts datapath --rounds 3`,
@@ -152,7 +152,7 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.DurationVar(&stream, "stream", 0, "length of the throughput stream (default: 200ms small, 2s full)")
 	f.StringVar(&jsonFile, "json", "", "also write every measurement to this file as JSON")
 	f.StringVar(&plotFile, "plot", "", "also draw sync time against cluster size into this PNG file")
-	f.StringVar(&podsList, "pods", "", "only the cluster sizes of --size with these pod counts, comma-separated (full: 1000,5000,10000,20000,50000)")
+	f.StringVar(&podsList, "pods", "", "only the cluster sizes of --size with these pod counts, comma-separated (full: 1000,5000,10000,20000,50000,100000)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "also write a Go CPU profile of the run to this file, for go tool pprof")
 	f.StringVar(&replot, "from-json", "", "measure nothing: print the tables (and --plot) of a run saved with --json")
 	return cmd

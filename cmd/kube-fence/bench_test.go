@@ -73,7 +73,7 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--datapath-policies", "10,0"}, "the first must be 0"},
 		{[]string{"--datapath-policies", "x"}, `"x" is not a list of counts`},
 		{[]string{"--runs", "0"}, "want at least 1"},
-		{[]string{"--size", "full", "--pods", "10000,7"}, "--pods 7: --size full measures 1000, 5000, 10000, 20000, 50000 pods"},
+		{[]string{"--size", "full", "--pods", "10000,7"}, "--pods 7: --size full measures 1000, 5000, 10000, 20000, 50000, 100000 pods"},
 		{[]string{"--pods", "ten"}, `--pods: "ten" is not a list of counts`},
 	}
 	for _, c := range cases {

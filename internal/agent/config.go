@@ -48,6 +48,11 @@ type Config struct {
 	// ExistingConnections says what a change does to connections open
 	// before it that it denies: cut them (the default) or keep them.
 	ExistingConnections enforce.ExistingConnections
+	// Profiling serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the metrics listener. Off by default: a heap or CPU
+	// profile costs the node CPU and tells whoever can reach the port about
+	// the agent's insides.
+	Profiling bool
 	// NetNSFD makes the agent enforce in another network namespace; 0 for
 	// its own. Only tests use it.
 	NetNSFD int
@@ -99,6 +104,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", flag, addr, err))
 		}
+	}
+	if c.Profiling && c.MetricsAddr == "" {
+		errs = append(errs, errors.New("--profiling: the profiles are served on the metrics listener, and --metrics-bind-address is empty"))
 	}
 	if c.VerifyInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--verify-interval: %v is below 1s; notifications already catch changes at once, the interval is only a backstop", c.VerifyInterval))

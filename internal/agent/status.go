@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -103,6 +104,15 @@ func serve(ctx context.Context, log *slog.Logger, cfg Config, st *status, m *met
 	}
 	if cfg.MetricsAddr != "" {
 		mux(cfg.MetricsAddr).Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	}
+	if cfg.Profiling {
+		// Index serves every named profile (heap, goroutine, ...) below it.
+		mx := mux(cfg.MetricsAddr)
+		mx.HandleFunc("/debug/pprof/", pprof.Index)
+		mx.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mx.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mx.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mx.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	for addr, mx := range muxes {
 		ln, err := net.Listen("tcp", addr)

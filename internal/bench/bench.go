@@ -34,7 +34,9 @@ var Presets = map[string][]Size{
 	// small runs in CI: it keeps the command working, and says nothing
 	// about speed.
 	"small": {size(1000, 100)},
-	"full":  {size(1000, 100), size(5000, 500), size(10000, 1000), size(20000, 2000), size(50000, 5000)},
+	// full ends at 100k pods, past the largest K3s clusters, to show how
+	// sync time and memory grow.
+	"full": {size(1000, 100), size(5000, 500), size(10000, 1000), size(20000, 2000), size(50000, 5000), size(100000, 10000)},
 }
 
 // Config says what to measure.

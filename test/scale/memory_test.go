@@ -31,11 +31,15 @@ import (
 var (
 	pods = flag.Int("scale.pods", 300, "pods of the synthetic cluster (policies: a tenth; 110 on the agent's node)")
 	out  = flag.String("scale.out", "", "write the measurements to this file as JSON")
+	heap = flag.String("scale.heap", "", "keep the agent's heap profile in this file (go tool pprof reads it); default: a temporary file")
 )
 
 // maxAgentMiB is issue 6's target (e): the agent holding a 10k-pod cluster
 // stays under 150 MiB resident.
 const maxAgentMiB = 150
+
+// targetPods is the largest cluster maxAgentMiB is asserted for.
+const targetPods = 10000
 
 // settle is how long resident memory is watched once the agent enforces:
 // longer than the default --verify-interval, so a full read back is in it.
@@ -61,7 +65,17 @@ type Memory struct {
 	// measured a few times: the API server's watch and the agent's
 	// debounce (5 ms) included.
 	ChangeToCommit []float64
+	// HeapFuncs and HeapPackages are the biggest consumers of the live
+	// heap at the end, from the agent's heap profile (--profiling): by the
+	// function that allocated, and summed by package. The profile samples
+	// one allocation per 512 KiB, so small numbers are rough.
+	HeapFuncs, HeapPackages []Consumer
+	// Took is the whole test, cluster creation included.
+	Took string
 }
+
+// topN is how many consumers of the heap the test logs and keeps.
+const topN = 12
 
 // TestAgentMemory creates a synthetic cluster through a real API server,
 // runs the agent binary against it, and reads the agent's resident memory
@@ -70,6 +84,7 @@ type Memory struct {
 //
 //	go test ./test/scale -run AgentMemory -scale.pods 10000 -timeout 30m -v
 func TestAgentMemory(t *testing.T) {
+	started := time.Now()
 	cp := framework.Start(t)
 	cfg := synth.Config{Pods: *pods, Policies: *pods / 10, Nodes: max(*pods/100, 2), Namespaces: max(*pods/100, 1), PodsOnNode: min(110, *pods), Seed: 1}
 	s := synth.Generate(cfg)
@@ -83,7 +98,7 @@ func TestAgentMemory(t *testing.T) {
 
 	begin = time.Now()
 	agent := cp.StartAgent(t, framework.AgentOptions{NodeName: node, Kubeconfig: cp.AgentKubeconfig(t),
-		HealthAddr: "127.0.0.1:9943", MetricsAddr: "127.0.0.1:9942"})
+		HealthAddr: "127.0.0.1:9943", MetricsAddr: "127.0.0.1:9942", Extra: []string{"--profiling"}})
 	want := len(policy.Compile(s, node, policy.Options{}).Pods)
 	framework.WaitFor(t, 10*time.Minute, "the agent enforces the node's pods", func(ctx context.Context) (bool, error) {
 		if code, body, err := agent.Get(ctx, "/readyz"); err != nil || code != http.StatusOK {
@@ -114,17 +129,59 @@ func TestAgentMemory(t *testing.T) {
 		}
 		*dst = v / (1 << 20)
 	}
+	m.HeapFuncs, m.HeapPackages = heapConsumers(t, cp, agent.Opts.MetricsAddr)
+	m.Took = time.Since(started).Round(time.Second).String()
 	t.Logf("agent at %d pods / %d policies: enforcing after %s; VmRSS %.1f MiB (peak %.1f), Go heap in use %.1f MiB (live %.1f), runtime total %.1f MiB; change to commit %v ms",
 		m.Pods, m.Policies, m.Enforced, m.RSS, m.Peak, m.Heap, m.HeapAlloc, m.Sys, m.ChangeToCommit)
+	for _, list := range []struct {
+		by string
+		cs []Consumer
+	}{{"allocating function", m.HeapFuncs}, {"package", m.HeapPackages}} {
+		var b strings.Builder
+		for _, c := range list.cs {
+			fmt.Fprintf(&b, "\n%8.1f MiB  %s", c.MiB, c.Name)
+		}
+		t.Logf("live heap by %s, the %d biggest:%s", list.by, len(list.cs), b.String())
+	}
 	if *out != "" {
 		b, _ := json.MarshalIndent(m, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m.RSS > maxAgentMiB || m.Peak > maxAgentMiB {
+	// The target is for clusters up to 10k pods; larger runs (issue 16's
+	// 50k) measure how memory grows and are not held to it.
+	if m.Pods <= targetPods && (m.RSS > maxAgentMiB || m.Peak > maxAgentMiB) {
 		t.Errorf("the agent holds %.1f MiB (peak %.1f) at %d pods; the target is under %d MiB", m.RSS, m.Peak, m.Pods, maxAgentMiB)
 	}
+}
+
+// heapConsumers takes the agent's heap profile and returns its topN
+// biggest consumers by function and by package.
+func heapConsumers(t *testing.T, cp *framework.ControlPlane, addr string) (funcs, pkgs []Consumer) {
+	t.Helper()
+	dir := t.TempDir()
+	file, err := heapProfile(t.Context(), cp, addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *heap != "" {
+		b, err := os.ReadFile(file)
+		if err == nil {
+			err = os.WriteFile(*heap, b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	funcs, pkgs, err = topConsumers(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(funcs) == 0 {
+		t.Fatal("the agent's heap profile names no function holding memory")
+	}
+	return funcs[:min(topN, len(funcs))], pkgs[:min(topN, len(pkgs))]
 }
 
 // fastClient is an admin client allowed to make the thousands of requests
