@@ -36,28 +36,36 @@ func TestGenerated(t *testing.T) {
 			if m := conformance.Missing(cases); len(m) > 0 {
 				t.Errorf("the cases miss dimension values %v", m)
 			}
-			run := genRun{Variant: v.Name, Mode: mode, Tags: map[string]int{}}
-			start := time.Now()
-			for _, c := range cases {
-				run.Cases++
-				for _, tag := range c.Tags {
-					run.Tags[tag]++
-				}
-				steps, probes, again, ok := runGenerated(t, r, c)
-				run.Steps += steps
-				run.Recheck += again
-				run.Probes += probes
-				if !ok {
-					run.Failed++
-				}
-			}
-			run.Duration = time.Since(start)
-			results.addGen(run)
+			run := runCases(t, r, cases, genRun{Variant: v.Name, Mode: mode})
 			t.Logf("%s, %s mode: %d cases, %d steps, %d probes (%d probed again), %d mismatching cases, %v",
 				v.Name, mode, run.Cases, run.Steps, run.Probes, run.Recheck, run.Failed, run.Duration.Round(time.Millisecond))
 			t.Logf("cases per dimension value: %s", tagSummary(run.Tags))
 		})
 	}
+}
+
+// runCases runs the generated cases in turn and counts what they did into
+// run, which it returns after adding it to the results.
+func runCases(t *testing.T, r *conformance.Runner, cases []conformance.Generated, run genRun) genRun {
+	t.Helper()
+	run.Tags = map[string]int{}
+	start := time.Now()
+	for _, c := range cases {
+		run.Cases++
+		for _, tag := range c.Tags {
+			run.Tags[tag]++
+		}
+		steps, probes, again, ok := runGenerated(t, r, c)
+		run.Steps += steps
+		run.Recheck += again
+		run.Probes += probes
+		if !ok {
+			run.Failed++
+		}
+	}
+	run.Duration = time.Since(start)
+	results.addGen(run)
+	return run
 }
 
 func runGenerated(t *testing.T, r *conformance.Runner, c conformance.Generated) (steps, probes, again int, ok bool) {

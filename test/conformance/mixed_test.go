@@ -39,23 +39,7 @@ func TestGeneratedMixed(t *testing.T) {
 			} else if m := conformance.MissingIn(cases, conformance.MixedDimensions); len(m) > 0 {
 				t.Errorf("the cases miss dimension values %v", m)
 			}
-			run := genRun{Variant: v.Name + " (mixed tiers)", Mode: mode, Tags: map[string]int{}}
-			start := time.Now()
-			for _, c := range cases {
-				run.Cases++
-				for _, tag := range c.Tags {
-					run.Tags[tag]++
-				}
-				steps, probes, again, ok := runGenerated(t, r, c)
-				run.Steps += steps
-				run.Recheck += again
-				run.Probes += probes
-				if !ok {
-					run.Failed++
-				}
-			}
-			run.Duration = time.Since(start)
-			results.addGen(run)
+			run := runCases(t, r, cases, genRun{Variant: v.Name + " (mixed tiers)", Mode: mode})
 			t.Logf("%s, %s mode: %d mixed cases, %d steps, %d probes (%d probed again), %d mismatching cases, %v",
 				v.Name, mode, run.Cases, run.Steps, run.Probes, run.Recheck, run.Failed, run.Duration.Round(time.Millisecond))
 			t.Logf("cases per mixed dimension value: %s", mixedSummary(run.Tags))
