@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 		"existingConnections", cfg.ExistingConnections)
 	a.status.setWaiting(true)
 	watch := newCNPWatch(log, client.Discovery(), cnps, a.store, cfg.CRDPollInterval)
-	err = startInformers(ctx, client, cfg.NodeName, a.store, watch)
+	err = startInformers(ctx, client, a.store, watch)
 	a.status.setWaiting(false)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -172,7 +172,7 @@ func (a *agent) backoff() time.Duration {
 // costs milliseconds however big the cluster.
 func (a *agent) sync() bool {
 	start := time.Now()
-	policies, clusterPolicies := a.store.applyTo(a.pipe, a.cfg.NodeName)
+	policies, clusterPolicies := a.store.applyTo(a.pipe)
 	s, err := a.pipe.Sync()
 	a.reportProblems(policies, clusterPolicies, s.Plan)
 	a.reportCut(s.Cut)

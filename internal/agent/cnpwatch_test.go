@@ -114,7 +114,7 @@ func TestCNPWatchFollowsTheCRD(t *testing.T) {
 		t.Fatalf("startup without the CRD = %v, %v; want no informer and no error", synced, err)
 	}
 	got := &changes{cnp: map[string]*cluster.ClusterNetworkPolicy{}}
-	if _, n := st.applyTo(got, "node-1"); n != 0 || len(got.names()) != 0 {
+	if _, n := st.applyTo(got); n != 0 || len(got.names()) != 0 {
 		t.Fatalf("without the CRD: %d ClusterNetworkPolicies handed (%v), want none", n, got.names())
 	}
 	done := make(chan struct{})
@@ -123,7 +123,7 @@ func TestCNPWatchFollowsTheCRD(t *testing.T) {
 
 	disc.served.Store(true)
 	waitFor(t, "both ClusterNetworkPolicies handed to the compiler", func() bool {
-		st.applyTo(got, "node-1")
+		st.applyTo(got)
 		return slices.Equal(got.names(), []string{"by-name", "deny-web"})
 	})
 	problems := st.clusterPolicyProblems()
@@ -137,11 +137,11 @@ func TestCNPWatchFollowsTheCRD(t *testing.T) {
 	st.mu.Unlock()
 	disc.served.Store(false)
 	waitFor(t, "the ClusterNetworkPolicies removed from the compiler", func() bool {
-		st.applyTo(got, "node-1")
+		st.applyTo(got)
 		return len(got.names()) == 0
 	})
 	st.setClusterPolicy(epoch, testCNP("late", v1beta1.ClusterNetworkPolicyEgressPeer{Networks: []v1beta1.CIDR{"192.0.2.0/24"}}))
-	if _, n := st.applyTo(got, "node-1"); n != 0 || len(got.names()) != 0 {
+	if _, n := st.applyTo(got); n != 0 || len(got.names()) != 0 {
 		t.Errorf("a stopped informer's late event was handed over: %d, %v", n, got.names())
 	}
 	cancel()
@@ -155,15 +155,15 @@ func TestCNPWatchHoldsAHalfListedTier(t *testing.T) {
 	st.beginClusterPolicies(1, true)
 	st.setClusterPolicy(1, testCNP("a", v1beta1.ClusterNetworkPolicyEgressPeer{Networks: []v1beta1.CIDR{"192.0.2.0/24"}}))
 	got := &changes{cnp: map[string]*cluster.ClusterNetworkPolicy{}}
-	if _, n := st.applyTo(got, "n"); n != 0 || len(got.names()) != 0 {
+	if _, n := st.applyTo(got); n != 0 || len(got.names()) != 0 {
 		t.Fatalf("while listing: %d handed (%v), want none", n, got.names())
 	}
 	st.listedClusterPolicies(1)
-	if _, n := st.applyTo(got, "n"); n != 1 || !slices.Equal(got.names(), []string{"a"}) {
+	if _, n := st.applyTo(got); n != 1 || !slices.Equal(got.names(), []string{"a"}) {
 		t.Errorf("after the list: %d handed (%v), want a", n, got.names())
 	}
 	st.deleteClusterPolicy(1, "a")
-	if _, n := st.applyTo(got, "n"); n != 0 || len(got.names()) != 0 {
+	if _, n := st.applyTo(got); n != 0 || len(got.names()) != 0 {
 		t.Errorf("after the deletion: %d held (%v), want none", n, got.names())
 	}
 }

@@ -46,7 +46,7 @@ func (e *eventSink) shutdown() { e.broadcaster.Shutdown() }
 
 // node reports a transition of the node's enforcement state.
 func (e *eventSink) node(st *store, degraded bool, reason string) {
-	uid, _ := st.nodeRef()
+	uid, _ := st.nodeRef(e.nodeName)
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: e.nodeName, UID: uid}
 	if degraded {
 		e.recorder.Event(ref, corev1.EventTypeWarning, ReasonDegraded, truncate("NetworkPolicy enforcement degraded, the last committed rules stay in force: "+reason))

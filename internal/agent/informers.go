@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -16,22 +15,22 @@ import (
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
-// startInformers starts watching pods, namespaces and NetworkPolicies of the
-// whole cluster, this node's Node and, when served, ClusterNetworkPolicies,
+// startInformers starts watching pods, namespaces, NetworkPolicies and Nodes
+// of the whole cluster and, when served, ClusterNetworkPolicies,
 // feeding st, and waits until every cache has synced once: enforcing a
 // half-listed cluster would open or close pods by mistake.
-func startInformers(ctx context.Context, client kubernetes.Interface, node string, st *store, cnps *cnpWatch) error {
+func startInformers(ctx context.Context, client kubernetes.Interface, st *store, cnps *cnpWatch) error {
 	trim := informers.WithTransform(trimObject)
 	all := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim)
-	own := informers.NewSharedInformerFactoryWithOptions(client, resyncNever, trim,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
-		}))
 
 	pods := all.Core().V1().Pods().Informer()
 	namespaces := all.Core().V1().Namespaces().Informer()
 	policies := all.Networking().V1().NetworkPolicies().Informer()
-	nodes := own.Core().V1().Nodes().Informer()
+	// Every Node, not only this one: ClusterNetworkPolicy nodes peers
+	// select Nodes by label and match their addresses (the upstream
+	// conformance suite's egress-node-peer tests reach another node's
+	// host-network pods).
+	nodes := all.Core().V1().Nodes().Informer()
 	// Wait until the handlers, not only the caches, have seen every object
 	// of the initial lists: an informer's cache is complete before its
 	// handlers are called, and a first sync in between enforced part of
@@ -61,7 +60,6 @@ func startInformers(ctx context.Context, client kubernetes.Interface, node strin
 	}
 	go cnps.run(ctx)
 	all.Start(ctx.Done())
-	own.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("wait for the API server's initial lists: %w", context.Cause(ctx))
 	}

@@ -43,9 +43,7 @@ func fakeAgent(t *testing.T) (*agent, *nfttest.Conn, *record.FakeRecorder) {
 		st.policies[key], st.dirty.policies[key] = np, struct{}{}
 	}
 	for _, n := range s.Nodes {
-		if n.Name == node {
-			st.node, st.dirty.node = n, true
-		}
+		st.nodes[n.Name], st.dirty.nodes[n.Name] = n, struct{}{}
 	}
 	return a, conn, rec
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,10 +26,13 @@ type store struct {
 	namespaces map[string]*cluster.Namespace
 	pods       map[string]*cluster.Pod
 	policies   map[string]*networkingv1.NetworkPolicy
-	node       *cluster.Node
-	nodeUID    types.UID
-	dirty      dirtyKeys
-	cnp        cnpState // ClusterNetworkPolicies, see store_cnp.go
+	// nodes are every Node: ClusterNetworkPolicy nodes peers select
+	// them by label and match their addresses; this node's own also gives
+	// the node's addresses and pod CIDRs.
+	nodes    map[string]*cluster.Node
+	nodeUIDs map[string]types.UID
+	dirty    dirtyKeys
+	cnp      cnpState // ClusterNetworkPolicies, see store_cnp.go
 	// byIP names the pod holding each address, for the denied-packet log.
 	// Two pods can hold one address for a moment; the last set wins.
 	byIP map[netip.Addr]string
@@ -39,14 +43,13 @@ type store struct {
 // dirtyKeys are the objects changed (set or deleted) since the last
 // applyTo.
 type dirtyKeys struct {
-	pods, namespaces, policies map[string]struct{}
-	node                       bool
-	clusterPolicies            map[string]struct{}
+	pods, namespaces, policies, nodes map[string]struct{}
+	clusterPolicies                   map[string]struct{}
 }
 
 func newDirtyKeys() dirtyKeys {
 	return dirtyKeys{pods: map[string]struct{}{}, namespaces: map[string]struct{}{}, policies: map[string]struct{}{},
-		clusterPolicies: map[string]struct{}{}}
+		nodes: map[string]struct{}{}, clusterPolicies: map[string]struct{}{}}
 }
 
 func newStore(log *slog.Logger) *store {
@@ -55,6 +58,8 @@ func newStore(log *slog.Logger) *store {
 		namespaces: map[string]*cluster.Namespace{},
 		pods:       map[string]*cluster.Pod{},
 		policies:   map[string]*networkingv1.NetworkPolicy{},
+		nodes:      map[string]*cluster.Node{},
+		nodeUIDs:   map[string]types.UID{},
 		byIP:       map[netip.Addr]string{},
 		dirty:      newDirtyKeys(),
 		cnp:        cnpState{policies: map[string]*cnpEntry{}},
@@ -65,7 +70,7 @@ func newStore(log *slog.Logger) *store {
 // applyTo hands every change since the last call to c and returns the
 // number of NetworkPolicies and ClusterNetworkPolicies handed over so far.
 // The lock is held only while pointers are copied.
-func (s *store) applyTo(c enforce.Changes, node string) (policies, clusterPolicies int) {
+func (s *store) applyTo(c enforce.Changes) (policies, clusterPolicies int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key := range s.dirty.namespaces {
@@ -89,11 +94,11 @@ func (s *store) applyTo(c enforce.Changes, node string) (policies, clusterPolici
 			c.DeletePolicy(key)
 		}
 	}
-	if s.dirty.node {
-		if s.node != nil {
-			c.SetNode(s.node)
+	for name := range s.dirty.nodes {
+		if n := s.nodes[name]; n != nil {
+			c.SetNode(n)
 		} else {
-			c.DeleteNode(node)
+			c.DeleteNode(name)
 		}
 	}
 	clusterPolicies, held := s.applyClusterPolicies(c)
@@ -128,11 +133,12 @@ func (s *store) unindex(p *cluster.Pod) {
 	}
 }
 
-// nodeRef returns this node's UID for events, and whether the Node is known yet.
-func (s *store) nodeRef() (types.UID, bool) {
+// nodeRef returns the UID of the Node name for events, and whether the
+// Node is known yet.
+func (s *store) nodeRef(name string) (types.UID, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.nodeUID, s.node != nil
+	return s.nodeUIDs[name], s.nodes[name] != nil
 }
 
 func (s *store) bump() {
@@ -207,16 +213,24 @@ func (s *store) setNode(obj any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.node, s.nodeUID = n, in.UID
-	s.dirty.node = true
+	s.nodeUIDs[n.Name] = in.UID
+	// A Node's status is written every few minutes; what the compiler
+	// reads of it (labels, addresses, pod CIDRs) rarely changes, and a Node
+	// change with ClusterNetworkPolicies compiles from scratch.
+	if old := s.nodes[n.Name]; old != nil && reflect.DeepEqual(old, n) {
+		return
+	}
+	s.nodes[n.Name] = n
+	s.dirty.nodes[n.Name] = struct{}{}
 	s.bump()
 }
 
-func (s *store) deleteNode(string) {
+func (s *store) deleteNode(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.node, s.nodeUID = nil, ""
-	s.dirty.node = true
+	delete(s.nodes, key)
+	delete(s.nodeUIDs, key)
+	s.dirty.nodes[key] = struct{}{}
 	s.bump()
 }
 
