@@ -10,6 +10,7 @@ package addrset
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -149,6 +150,44 @@ func (s Set) Contains(a netip.Addr) bool {
 // dataplane skip the sets a sync did not touch.
 func (s Set) Equal(t Set) bool {
 	return sameRanges(s.v4, t.v4) && sameRanges(s.v6, t.v6)
+}
+
+// Hash returns a hash of the addresses under seed: equal sets hash equal,
+// so sets can be grouped by content without comparing every pair.
+func (s Set) Hash(seed maphash.Seed) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for _, rs := range [][]Range{s.v4, s.v6} {
+		for _, r := range rs {
+			from, to := r.From.As16(), r.To.As16()
+			h.Write(from[:])
+			h.Write(to[:])
+		}
+		h.WriteByte(0) // the families apart
+	}
+	return h.Sum64()
+}
+
+// Distinct groups equal sets: it returns, for each of sets, the index of
+// the first set equal to it.
+func Distinct(sets []Set) []int {
+	seed := maphash.MakeSeed()
+	first := make([]int, len(sets))
+	byHash := map[uint64][]int{}
+	for i, s := range sets {
+		first[i] = i
+		h := s.Hash(seed)
+		for _, j := range byHash[h] {
+			if sets[j].Equal(s) {
+				first[i] = j
+				break
+			}
+		}
+		if first[i] == i {
+			byHash[h] = append(byHash[h], i)
+		}
+	}
+	return first
 }
 
 func sameRanges(a, b []Range) bool {

@@ -3,6 +3,7 @@ package enforce
 import (
 	"errors"
 	"fmt"
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"slices"
 	"strings"
 
@@ -33,9 +34,17 @@ func checkBudget(pl *plan.Plan, limit int) error {
 	var sizes []size
 	total := 0
 	for _, p := range pl.Profiles {
+		// As the renderer does: port classes with the same peers share
+		// one set.
 		n := p.Any.Len()
-		for _, c := range p.Ports {
-			n += c.Peers.Len()
+		peers := make([]addrset.Set, len(p.Ports))
+		for i, c := range p.Ports {
+			peers[i] = c.Peers
+		}
+		for i, first := range addrset.Distinct(peers) {
+			if first == i {
+				n += peers[i].Len()
+			}
 		}
 		total += n
 		sizes = append(sizes, size{p, n})

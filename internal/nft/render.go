@@ -380,17 +380,28 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 
 	portMap := &Set{Name: ports, Type: PortMap}
 	all := addrset.All()
-	for _, c := range p.Ports {
+	// Port classes with the same peers share the first one's chain and
+	// sets: a rule of many separate ports costs its peers once, not once
+	// a port (2,001 ports and 2,000 ipBlocks would otherwise be 4 million
+	// elements).
+	peers := make([]addrset.Set, len(p.Ports))
+	for i, c := range p.Ports {
+		peers[i] = c.Peers
+	}
+	first := addrset.Distinct(peers)
+	for i, c := range p.Ports {
 		v := allowVerdict
 		if !c.Peers.Equal(all) {
-			class := fmt.Sprintf("%s-%s", name, portClassName(c))
+			class := fmt.Sprintf("%s-%s", name, portClassName(p.Ports[first[i]]))
 			v = Verdict{Kind: expr.VerdictGoto, Chain: class}
-			b.addChain(&Chain{Name: class, Rules: []Rule{
-				rule(peer.inSet(class+"-v4"), allow),
-				rule(peer6.inSet(class+"-v6"), allow),
-				rule(b.deny()),
-			}})
-			b.addSets(class+"-v4", class+"-v6", c.Peers)
+			if first[i] == i {
+				b.addChain(&Chain{Name: class, Rules: []Rule{
+					rule(peer.inSet(class+"-v4"), allow),
+					rule(peer6.inSet(class+"-v6"), allow),
+					rule(b.deny()),
+				}})
+				b.addSets(class+"-v4", class+"-v6", c.Peers)
+			}
 		}
 		portMap.Elems = append(portMap.Elems, Elem{
 			Key:     portKey(c.Protocol, c.First),
