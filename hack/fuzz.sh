@@ -32,10 +32,26 @@ for t in "${targets[@]}"; do
 	# the targets find new inputs often, and minimizing each for the default
 	# minute left the compiler target 113 executions in 3 minutes instead
 	# of 9,000. A failing input is replayed as found, unminimized.
-	if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$time" -fuzzminimizetime="${FUZZ_MINIMIZE:-1x}" \
-		-parallel="${FUZZ_PARALLEL:-1}" "$pkg"; then
+	# Go's fuzzing engine sometimes ends a run that found nothing with
+	# "context deadline exceeded" when -fuzztime expires while a worker is
+	# busy with a new input: no failing input is written then. Such a run is
+	# repeated once; a real failure always writes its input.
+	for attempt in 1 2; do
+		out="$(mktemp)"
+		if go test -run='^$' -fuzz="^${name}\$" -fuzztime="$time" -fuzzminimizetime="${FUZZ_MINIMIZE:-1x}" \
+			-parallel="${FUZZ_PARALLEL:-1}" "$pkg" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+			rm -f "$out"
+			break
+		fi
+		if [ "$attempt" -eq 1 ] && grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written to' "$out"; then
+			echo "== ${name}: the engine stopped at its deadline without a failing input; running it again"
+			rm -f "$out"
+			continue
+		fi
+		rm -f "$out"
 		failed+=("${name}")
-	fi
+		break
+	done
 done
 
 echo
