@@ -119,11 +119,10 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 			tiers(&v.Egress, d.Egress)
 			tiers(&v.Ingress, d.Ingress)
 		}
-		// Audit mode is for NetworkPolicies; the tiers are the same with and
-		// without it, so the audit snapshot denies only when its
-		// NetworkPolicy tier does.
-		if auditing && v.Allowed && (len(s.ClusterNetworkPolicies) == 0 || !policy.Decide(audit, fromEP, toEP, q.Protocol, q.Port).Allowed) {
-			v.WouldBeDeniedBy = wouldDeny(s, policy.Explain(audit, fromEP, toEP, q.Protocol, q.Port))
+		if auditing && v.Allowed {
+			if d := policy.Decide(audit, fromEP, toEP, q.Protocol, q.Port); !d.Allowed {
+				v.WouldBeDeniedBy = wouldDeny(s, d, policy.Explain(audit, fromEP, toEP, q.Protocol, q.Port))
+			}
 		}
 		r.Verdicts = append(r.Verdicts, v)
 	}
@@ -187,23 +186,41 @@ func addrList(ips []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
-// wouldDeny lists the policies in audit mode isolating each side that the
-// explanation with them enforced denies.
-func wouldDeny(s *cluster.Snapshot, withAudit policy.Explanation) []string {
+// wouldDeny lists the policies in audit mode that decide a side the
+// verdict with them enforced denies: an audit ClusterNetworkPolicy whose
+// rule decided (by its name: cluster-scoped names have no slash), or, when
+// the NetworkPolicy tier decided, the audit NetworkPolicies isolating that
+// side (namespace/name).
+func wouldDeny(s *cluster.Snapshot, withAudit policy.Verdict, npWithAudit policy.Explanation) []string {
 	inAudit := map[string]bool{}
 	for _, np := range s.Policies {
 		if policy.IsAudit(np) {
 			inAudit[np.Namespace+"/"+np.Name] = true
 		}
 	}
-	var out []string
-	for _, sv := range []policy.SideVerdict{withAudit.Egress, withAudit.Ingress} {
-		if sv.Allowed {
-			continue
+	for _, c := range s.ClusterNetworkPolicies {
+		if c != nil && c.Audit {
+			inAudit[c.Name] = true
 		}
-		for _, p := range sv.Policies {
-			if inAudit[p] && !slices.Contains(out, p) {
-				out = append(out, p)
+	}
+	var out []string
+	add := func(p string) {
+		if inAudit[p] && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	sides := []struct {
+		d  policy.Decision
+		np policy.SideVerdict
+	}{{withAudit.Egress, npWithAudit.Egress}, {withAudit.Ingress, npWithAudit.Ingress}}
+	for _, sd := range sides {
+		switch {
+		case sd.d.Allowed:
+		case sd.d.Rule != nil:
+			add(sd.d.Rule.Policy)
+		case sd.d.By == policy.ByNetworkPolicy:
+			for _, p := range sd.np.Policies {
+				add(p)
 			}
 		}
 	}
