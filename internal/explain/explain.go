@@ -188,9 +188,9 @@ func addrList(ips []netip.Addr) string {
 
 // wouldDeny lists the policies in audit mode that decide a side the
 // verdict with them enforced denies: an audit ClusterNetworkPolicy whose
-// rule decided (by its name: cluster-scoped names have no slash), or, when
-// the NetworkPolicy tier decided, the audit NetworkPolicies isolating that
-// side (namespace/name).
+// rule decided or passed the connection on (by its name: cluster-scoped
+// names have no slash), or, when the NetworkPolicy tier decided, the audit
+// NetworkPolicies isolating that side (namespace/name).
 func wouldDeny(s *cluster.Snapshot, withAudit policy.Verdict, npWithAudit policy.Explanation) []string {
 	inAudit := map[string]bool{}
 	for _, np := range s.Policies {
@@ -214,8 +214,15 @@ func wouldDeny(s *cluster.Snapshot, withAudit policy.Verdict, npWithAudit policy
 		np policy.SideVerdict
 	}{{withAudit.Egress, npWithAudit.Egress}, {withAudit.Ingress, npWithAudit.Ingress}}
 	for _, sd := range sides {
+		if sd.d.Allowed {
+			continue
+		}
+		// An audit Pass that handed the connection to a tier that denies
+		// is as much the cause as the rule that decided.
+		for _, r := range sd.d.Passed {
+			add(r.Policy)
+		}
 		switch {
-		case sd.d.Allowed:
 		case sd.d.Rule != nil:
 			add(sd.d.Rule.Policy)
 		case sd.d.By == policy.ByNetworkPolicy:
