@@ -13,6 +13,8 @@ import (
 	v1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 	cnpinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
+
+	"github.com/kube-fence/kube-fence/internal/cluster"
 )
 
 // The ClusterNetworkPolicy API the agent watches: network-policy-api
@@ -190,11 +192,15 @@ func (w *cnpWatch) release(ctx context.Context, epoch int, synced cache.Informer
 	}
 }
 
-// trimClusterPolicy keeps the name, UID and spec: status and managed fields
-// are never read.
+// trimClusterPolicy keeps the name, UID, spec and the audit mode
+// annotation: status and managed fields are never read.
 func trimClusterPolicy(obj any) (any, error) {
 	if o, ok := obj.(*v1beta1.ClusterNetworkPolicy); ok {
-		return &v1beta1.ClusterNetworkPolicy{ObjectMeta: trimMeta(o.ObjectMeta), Spec: o.Spec}, nil
+		meta := trimMeta(o.ObjectMeta)
+		if mode, ok := o.Annotations[cluster.ModeAnnotation]; ok { // audit mode
+			meta.Annotations = map[string]string{cluster.ModeAnnotation: mode}
+		}
+		return &v1beta1.ClusterNetworkPolicy{ObjectMeta: meta, Spec: o.Spec}, nil
 	}
 	return obj, nil
 }

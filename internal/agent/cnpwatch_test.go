@@ -298,3 +298,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTrimClusterPolicyKeepsAuditMode: the informer's trimming drops every
+// annotation but the audit mode's, which the pipeline needs.
+func TestTrimClusterPolicyKeepsAuditMode(t *testing.T) {
+	in := &v1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "guard", Annotations: map[string]string{
+		cluster.ModeAnnotation: cluster.ModeAudit, "kubectl.kubernetes.io/last-applied-configuration": "{}"}}}
+	out, err := trimClusterPolicy(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*v1beta1.ClusterNetworkPolicy)
+	if len(got.Annotations) != 1 || !cluster.ClusterNetworkPolicyFromAPI(got).Audit {
+		t.Errorf("trimmed annotations %v; want only %s", got.Annotations, cluster.ModeAnnotation)
+	}
+	in.Annotations = nil
+	if out, _ = trimClusterPolicy(in); out.(*v1beta1.ClusterNetworkPolicy).Annotations != nil {
+		t.Errorf("an unannotated policy gained annotations: %v", out.(*v1beta1.ClusterNetworkPolicy).Annotations)
+	}
+}

@@ -20,7 +20,17 @@ type ClusterNetworkPolicy struct {
 	Subject  CNPSubject
 	Ingress  []CNPRule // peers are From; only Namespaces and Pods exist there
 	Egress   []CNPRule // peers are To
+	// Audit is the annotation ModeAnnotation set to ModeAudit: the policy
+	// is not enforced, and what it would deny is only logged.
+	Audit bool
 }
+
+// ModeAnnotation set to ModeAudit puts a NetworkPolicy or a
+// ClusterNetworkPolicy in audit mode (see policy.IsAudit).
+const (
+	ModeAnnotation = "kube-fence.io/mode"
+	ModeAudit      = "audit"
+)
 
 // CNPTier is spec.tier.
 type CNPTier string
@@ -107,6 +117,7 @@ func ClusterNetworkPolicyFromAPI(in *v1beta1.ClusterNetworkPolicy) *ClusterNetwo
 		Name:     in.Name,
 		Tier:     CNPTier(in.Spec.Tier),
 		Priority: in.Spec.Priority,
+		Audit:    in.Annotations[ModeAnnotation] == ModeAudit,
 		Subject: CNPSubject{
 			Namespaces: in.Spec.Subject.Namespaces.DeepCopy(),
 			Pods:       podsFromAPI(in.Spec.Subject.Pods),

@@ -70,3 +70,22 @@ func TestClusterNetworkPolicyFromAPI(t *testing.T) {
 		t.Error("changing the copy changed the original")
 	}
 }
+
+// TestClusterNetworkPolicyAuditMode: only the annotation's value "audit"
+// puts a policy in audit mode.
+func TestClusterNetworkPolicyAuditMode(t *testing.T) {
+	for _, tc := range []struct {
+		annotations map[string]string
+		want        bool
+	}{
+		{nil, false},
+		{map[string]string{ModeAnnotation: ModeAudit}, true},
+		{map[string]string{ModeAnnotation: "enforce"}, false},
+		{map[string]string{"other": ModeAudit}, false},
+	} {
+		in := &v1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: tc.annotations}}
+		if got := ClusterNetworkPolicyFromAPI(in).Audit; got != tc.want {
+			t.Errorf("annotations %v: audit %v, want %v", tc.annotations, got, tc.want)
+		}
+	}
+}

@@ -24,7 +24,8 @@ var MixedDimensions = map[string][]string{
 	"cnp-port":    {"every", "number", "range", "named"},
 	"cnp-order":   {"one", "priorities"},
 	"with-np":     {"0", "1", "2"},
-	"mix-action":  {"none", "relabel-pod", "relabel-namespace", "create-pod", "delete-cnp", "reprioritize-cnp", "delete-policy"},
+	"mix-action":  {"none", "relabel-pod", "relabel-namespace", "create-pod", "delete-cnp", "reprioritize-cnp", "delete-policy", "enforce-audit-cnp"},
+	"cnp-mode":    {"enforced", "audit"},
 }
 
 // GenerateMixed returns n distinct cases mixing ClusterNetworkPolicies of
@@ -68,6 +69,7 @@ func (g *generator) mixed(id int) Generated {
 	}
 	g.tag("cnp-order", map[bool]string{true: "one", false: "priorities"}[count == 1])
 	c.Action = g.mixedAction(c)
+	g.auditMixed(&c)
 	for t := range g.tags {
 		c.Tags = append(c.Tags, t)
 	}
@@ -225,6 +227,39 @@ func (g *generator) mixedAction(c Generated) *Action {
 	return nil
 }
 
+// auditMixed puts the last ClusterNetworkPolicy of every auditEvery-th
+// case in audit mode, and makes enforcing it (removing the annotation) the
+// case's action. Like the NetworkPolicy generator's mode, it is decided by
+// the case number after every random draw, so the other cases stay as they
+// were.
+func (g *generator) auditMixed(c *Generated) {
+	if c.ID%auditEvery != 0 {
+		g.tag("cnp-mode", "enforced")
+		return
+	}
+	last := c.CNPs[len(c.CNPs)-1]
+	last.Audit = true
+	g.tag("cnp-mode", "audit")
+	if len(c.CNPs) > 1 {
+		g.tag("cnp-mode", "enforced")
+	}
+	for t := range g.tags {
+		if strings.HasPrefix(t, "mix-action=") {
+			delete(g.tags, t)
+		}
+	}
+	g.tag("mix-action", "enforce-audit-cnp")
+	c.Action = &Action{
+		Describe: "enforce clusternetworkpolicy " + last.Name + " (remove the audit annotation)",
+		Change: func(s *State) error {
+			p := last.DeepCopy()
+			p.Audit = false
+			s.ApplyCNP(p)
+			return nil
+		},
+	}
+}
+
 // applyMixed creates NetworkPolicies and ClusterNetworkPolicies together.
 func applyMixed(nps []*networkingv1.NetworkPolicy, cnps []*cluster.ClusterNetworkPolicy) func(s *State) error {
 	return func(s *State) error {
@@ -242,6 +277,9 @@ func describeCNPs(ps []*cluster.ClusterNetworkPolicy) string {
 	var b strings.Builder
 	for _, p := range ps {
 		fmt.Fprintf(&b, " clusternetworkpolicy %s (%s %d)", p.Name, p.Tier, p.Priority)
+		if p.Audit {
+			b.WriteString(" in audit mode")
+		}
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
+	"github.com/kube-fence/kube-fence/internal/explain"
 	"github.com/kube-fence/kube-fence/internal/lab"
 
 	"github.com/kube-fence/kube-fence/internal/plan"
@@ -86,4 +87,57 @@ func TestCNPToAPIRoundTrips(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGenerateMixedAuditCases: the mixed audit cases, with their policy in
+// audit mode, have connections the reference evaluator says it would deny
+// (so the lab's audit_denied is judged on some), and none once the action
+// enforced it.
+func TestGenerateMixedAuditCases(t *testing.T) {
+	base := model(t, 1)
+	cases, before, after := 0, 0, 0
+	for _, c := range GenerateMixed(1, base, 60) {
+		if c.ID%auditEvery != 0 {
+			continue
+		}
+		cases++
+		s := &State{Snap: lab.Clone(base)}
+		for i, st := range c.Steps() {
+			if err := st.Change(s); err != nil {
+				t.Fatal(err)
+			}
+			n := wouldDenyCount(t, s)
+			if i == 0 {
+				before += n
+			} else {
+				after += n
+			}
+		}
+	}
+	if cases == 0 || before == 0 || after != 0 {
+		t.Errorf("%d audit cases: %d would-deny connections in audit mode, %d once enforced; want some, then none", cases, before, after)
+	}
+	t.Logf("%d audit cases: %d would-deny connections (TCP/80, either family) in audit mode", cases, before)
+}
+
+func wouldDenyCount(t *testing.T, s *State) int {
+	t.Helper()
+	n := 0
+	for _, from := range s.PodKeys() {
+		for _, to := range s.PodKeys() {
+			if from == to {
+				continue
+			}
+			r, err := explain.Explain(s.Snap, explain.Query{From: from, To: to, Protocol: plan.TCP, Port: 80})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range r.Verdicts {
+				if len(v.WouldBeDeniedBy) > 0 {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

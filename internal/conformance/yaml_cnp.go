@@ -18,6 +18,9 @@ func cnpToAPI(p *cluster.ClusterNetworkPolicy) *v1beta1.ClusterNetworkPolicy {
 			Subject: v1beta1.ClusterNetworkPolicySubject{Namespaces: p.Subject.Namespaces.DeepCopy(), Pods: podsToAPI(p.Subject.Pods)},
 		},
 	}
+	if p.Audit {
+		out.Annotations = map[string]string{cluster.ModeAnnotation: cluster.ModeAudit}
+	}
 	for _, r := range p.Ingress {
 		in := v1beta1.ClusterNetworkPolicyIngressRule{Name: r.Name, Action: v1beta1.ClusterNetworkPolicyRuleAction(r.Action),
 			Protocols: protocolsToAPI(r.Protocols)}

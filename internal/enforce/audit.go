@@ -22,10 +22,9 @@ type audit struct {
 	namespaces map[string]*cluster.Namespace
 	policies   map[string]*networkingv1.NetworkPolicy
 	nodes      map[string]*cluster.Node
-	// ClusterNetworkPolicies are enforced in both plans: audit mode is for
-	// NetworkPolicies only.
-	cnps    map[string]*cluster.ClusterNetworkPolicy
-	inAudit map[string]bool // keys of the policies in audit mode
+	cnps       map[string]*cluster.ClusterNetworkPolicy
+	inAudit    map[string]bool // keys of the NetworkPolicies in audit mode
+	cnpAudit   map[string]bool // names of the ClusterNetworkPolicies in audit mode
 
 	compiler *policy.Compiler // nil while no policy is in audit mode
 }
@@ -35,7 +34,7 @@ func newAudit(node string, opts policy.Options) *audit {
 		node: node, opts: opts,
 		pods: map[string]*cluster.Pod{}, namespaces: map[string]*cluster.Namespace{},
 		policies: map[string]*networkingv1.NetworkPolicy{}, nodes: map[string]*cluster.Node{},
-		cnps: map[string]*cluster.ClusterNetworkPolicy{}, inAudit: map[string]bool{},
+		cnps: map[string]*cluster.ClusterNetworkPolicy{}, inAudit: map[string]bool{}, cnpAudit: map[string]bool{},
 	}
 }
 
@@ -101,7 +100,17 @@ func (a *audit) deleteNode(name string) {
 	}
 }
 
+// setClusterNetworkPolicy keeps c as the audit plan enforces it: a policy
+// in audit mode is handed over as an enforced one.
 func (a *audit) setClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
+	if c.Audit {
+		e := *c
+		e.Audit = false
+		c = &e
+		a.cnpAudit[c.Name] = true
+	} else {
+		delete(a.cnpAudit, c.Name)
+	}
 	a.cnps[c.Name] = c
 	if a.compiler != nil {
 		a.compiler.SetClusterNetworkPolicy(c)
@@ -110,6 +119,7 @@ func (a *audit) setClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
 
 func (a *audit) deleteClusterNetworkPolicy(name string) {
 	delete(a.cnps, name)
+	delete(a.cnpAudit, name)
 	if a.compiler != nil {
 		a.compiler.DeleteClusterNetworkPolicy(name)
 	}
@@ -118,7 +128,7 @@ func (a *audit) deleteClusterNetworkPolicy(name string) {
 // plan returns the plan with the policies in audit mode enforced, or nil
 // when no policy is in audit mode.
 func (a *audit) plan() *plan.Plan {
-	if len(a.inAudit) == 0 {
+	if len(a.inAudit) == 0 && len(a.cnpAudit) == 0 {
 		a.compiler = nil
 		return nil
 	}

@@ -212,8 +212,14 @@ func (p *Pipeline) DeletePolicy(key string) { p.compiler.DeletePolicy(key); p.au
 func (p *Pipeline) SetNode(n *cluster.Node) { p.compiler.SetNode(n); p.audit.setNode(n) }
 func (p *Pipeline) DeleteNode(name string)  { p.compiler.DeleteNode(name); p.audit.deleteNode(name) }
 
+// SetClusterNetworkPolicy enforces c, or, in audit mode (c.Audit), only
+// logs what it would deny, as SetPolicy does.
 func (p *Pipeline) SetClusterNetworkPolicy(c *cluster.ClusterNetworkPolicy) {
-	p.compiler.SetClusterNetworkPolicy(c)
+	if c.Audit {
+		p.compiler.DeleteClusterNetworkPolicy(c.Name)
+	} else {
+		p.compiler.SetClusterNetworkPolicy(c)
+	}
 	p.audit.setClusterNetworkPolicy(c)
 }
 

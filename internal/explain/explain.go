@@ -119,11 +119,10 @@ func Explain(s *cluster.Snapshot, q Query) (*Report, error) {
 			tiers(&v.Egress, d.Egress)
 			tiers(&v.Ingress, d.Ingress)
 		}
-		// Audit mode is for NetworkPolicies; the tiers are the same with and
-		// without it, so the audit snapshot denies only when its
-		// NetworkPolicy tier does.
-		if auditing && v.Allowed && (len(s.ClusterNetworkPolicies) == 0 || !policy.Decide(audit, fromEP, toEP, q.Protocol, q.Port).Allowed) {
-			v.WouldBeDeniedBy = wouldDeny(s, policy.Explain(audit, fromEP, toEP, q.Protocol, q.Port))
+		if auditing && v.Allowed {
+			if d := policy.Decide(audit, fromEP, toEP, q.Protocol, q.Port); !d.Allowed {
+				v.WouldBeDeniedBy = wouldDeny(s, d, policy.Explain(audit, fromEP, toEP, q.Protocol, q.Port))
+			}
 		}
 		r.Verdicts = append(r.Verdicts, v)
 	}
@@ -187,23 +186,48 @@ func addrList(ips []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
-// wouldDeny lists the policies in audit mode isolating each side that the
-// explanation with them enforced denies.
-func wouldDeny(s *cluster.Snapshot, withAudit policy.Explanation) []string {
+// wouldDeny lists the policies in audit mode that decide a side the
+// verdict with them enforced denies: an audit ClusterNetworkPolicy whose
+// rule decided or passed the connection on (by its name: cluster-scoped
+// names have no slash), or, when the NetworkPolicy tier decided, the audit
+// NetworkPolicies isolating that side (namespace/name).
+func wouldDeny(s *cluster.Snapshot, withAudit policy.Verdict, npWithAudit policy.Explanation) []string {
 	inAudit := map[string]bool{}
 	for _, np := range s.Policies {
 		if policy.IsAudit(np) {
 			inAudit[np.Namespace+"/"+np.Name] = true
 		}
 	}
+	for _, c := range s.ClusterNetworkPolicies {
+		if c != nil && c.Audit {
+			inAudit[c.Name] = true
+		}
+	}
 	var out []string
-	for _, sv := range []policy.SideVerdict{withAudit.Egress, withAudit.Ingress} {
-		if sv.Allowed {
+	add := func(p string) {
+		if inAudit[p] && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	sides := []struct {
+		d  policy.Decision
+		np policy.SideVerdict
+	}{{withAudit.Egress, npWithAudit.Egress}, {withAudit.Ingress, npWithAudit.Ingress}}
+	for _, sd := range sides {
+		if sd.d.Allowed {
 			continue
 		}
-		for _, p := range sv.Policies {
-			if inAudit[p] && !slices.Contains(out, p) {
-				out = append(out, p)
+		// An audit Pass that handed the connection to a tier that denies
+		// is as much the cause as the rule that decided.
+		for _, r := range sd.d.Passed {
+			add(r.Policy)
+		}
+		switch {
+		case sd.d.Rule != nil:
+			add(sd.d.Rule.Policy)
+		case sd.d.By == policy.ByNetworkPolicy:
+			for _, p := range sd.np.Policies {
+				add(p)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,59 @@ func TestExplainShowsTheTier(t *testing.T) {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("%s -> %s: text lacks %q:\n%s", tc.from, tc.to, want, b.String())
 			}
+		}
+	}
+}
+
+// TestExplainAuditClusterNetworkPolicy: an admin Deny ClusterNetworkPolicy
+// in audit mode changes no verdict and no tier; the connections it would
+// deny name it (by its name) in would_be_denied_by, beside an audit
+// NetworkPolicy when both would.
+func TestExplainAuditClusterNetworkPolicy(t *testing.T) {
+	s := snapshot(t)
+	all := &metav1.LabelSelector{}
+	x := &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "x"}}
+	s.ClusterNetworkPolicies = []*cluster.ClusterNetworkPolicy{
+		{Name: "audit-guard", Tier: cluster.TierAdmin, Priority: 5, Audit: true, Subject: cluster.CNPSubject{Namespaces: x},
+			Ingress: []cluster.CNPRule{{Name: "deny-all", Action: cluster.ActionDeny, Peers: []cluster.CNPPeer{{Namespaces: all}}}}},
+	}
+	r, err := Explain(s, Query{From: "y/b", To: "x/a", Protocol: plan.TCP, Port: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range r.Verdicts {
+		if !v.Allowed || v.Ingress.Tier != "Default" || v.Ingress.Rule != "" || !slices.Equal(v.WouldBeDeniedBy, []string{"audit-guard"}) {
+			t.Errorf("%s: allowed %v by %s %q, would be denied by %v; want allowed by Default, would be denied by [audit-guard]",
+				v.Family, v.Allowed, v.Ingress.Tier, v.Ingress.Rule, v.WouldBeDeniedBy)
+		}
+	}
+	var b strings.Builder
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "TCP/80: allowed; would be denied by audit-guard (audit)") {
+		t.Errorf("text lacks the audit verdict:\n%s", b.String())
+	}
+	// Not a subject of the policy: no audit verdict.
+	if r, err = Explain(s, Query{From: "x/a", To: "y/b", Protocol: plan.TCP, Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range r.Verdicts {
+		if len(v.WouldBeDeniedBy) != 0 {
+			t.Errorf("%s x/a -> y/b: would be denied by %v; want none", v.Family, v.WouldBeDeniedBy)
+		}
+	}
+	// Enforced, it denies, and is no audit verdict.
+	enforced := *s.ClusterNetworkPolicies[0]
+	enforced.Audit = false
+	s.ClusterNetworkPolicies[0] = &enforced
+	if r, err = Explain(s, Query{From: "y/b", To: "x/a", Protocol: plan.TCP, Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range r.Verdicts {
+		if v.Allowed || v.Ingress.Tier != "Admin" || len(v.WouldBeDeniedBy) != 0 {
+			t.Errorf("%s enforced: allowed %v by %s, would be denied by %v; want denied by Admin, no audit verdict",
+				v.Family, v.Allowed, v.Ingress.Tier, v.WouldBeDeniedBy)
 		}
 	}
 }

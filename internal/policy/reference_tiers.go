@@ -156,7 +156,7 @@ func refTierFirstMatch(s *cluster.Snapshot, tier cluster.CNPTier, egress bool, s
 	dst *cluster.Pod, proto plan.Protocol, port uint16) (CNPRuleRef, bool) {
 	var pols []*cluster.ClusterNetworkPolicy
 	for _, p := range s.ClusterNetworkPolicies {
-		if p != nil && p.Tier == tier && refCNPSelectsSubject(s, p.Subject, subject) {
+		if p != nil && !p.Audit && p.Tier == tier && refCNPSelectsSubject(s, p.Subject, subject) {
 			pols = append(pols, p)
 		}
 	}
