@@ -82,6 +82,9 @@ type attribution struct {
 	// audit mode, with the policies in audit mode among them); empty for
 	// the default deny of unknown addresses.
 	policies []string
+	// rule names the ClusterNetworkPolicy rule that denied, when one did
+	// (policies then holds its policy's name): "Deny guard spec.ingress[0]".
+	rule string
 	// namespace is the namespace of this node's pod on the denying side,
 	// the label of the denied-packets metric; empty for unknown addresses.
 	namespace string
@@ -119,8 +122,22 @@ func attribute(rec droplog.Record, pl *plan.Plan, podByIP func(netip.Addr) strin
 	if dir == plan.Egress {
 		id = lp.Egress
 	}
-	if prof := pl.Profile(id); prof != nil {
-		a.policies = prof.Policies
+	prof := pl.Profile(id)
+	if prof == nil {
+		return a
+	}
+	a.policies = prof.Policies
+	if prof.Tiered() {
+		// The record says the side, not the rule: ask the profile, as the
+		// table ran it, which ClusterNetworkPolicy rule decided, if one did.
+		peer := rec.Src
+		if dir == plan.Egress {
+			peer = rec.Dst
+		}
+		node := dir == plan.Egress && pl.NodeAddrs.Contains(peer)
+		if _, r := prof.Decide(peer, plan.Protocol(rec.Protocol), rec.DstPort, node); r != nil {
+			a.policies, a.rule = []string{r.Policy}, r.Action.String()+" "+r.Policy+" "+r.Field
+		}
 	}
 	return a
 }
@@ -153,7 +170,8 @@ func (d *deniedLog) handle(rec droplog.Record) {
 		slog.String("dst", rec.Dst.String()), slog.Int("dstPort", int(rec.DstPort)),
 		slog.String("srcPod", a.srcPod), slog.String("dstPod", a.dstPod),
 		slog.String("side", string(rec.Side)),
-		slog.Any("policies", policies))
+		slog.Any("policies", policies),
+		slog.String("rule", a.rule))
 }
 
 func family(a netip.Addr) string {

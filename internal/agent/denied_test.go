@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/droplog"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/plan/plantest"
 )
 
@@ -44,6 +46,33 @@ func TestAttribute(t *testing.T) {
 				t.Errorf("attribute = %+v, want src %q dst %q policies %v namespace %q", got, tc.src, tc.dst, tc.policies, tc.namespace)
 			}
 		})
+	}
+}
+
+// TestAttributeTierRule: when a ClusterNetworkPolicy rule denied, the line
+// names it, found by evaluating the profile as the table does.
+func TestAttributeTierRule(t *testing.T) {
+	a := netip.MustParseAddr
+	pl := plantest.Small()
+	id := pl.LocalPod(a("10.42.0.10")).Ingress
+	prof := *pl.Profile(id)
+	prof.Admin = []*plan.TierRule{{Policy: "guard", Field: "spec.ingress[0]", Action: plan.Deny,
+		Matches: []plan.TierMatch{{Peers: addrset.Of(netip.MustParsePrefix("10.42.1.0/24")),
+			Ports: []plan.PortRange{{Protocol: plan.TCP, First: 80, Last: 80}}}}}}
+	for i, p := range pl.Profiles {
+		if p.ID == id {
+			pl.Profiles[i] = &prof
+		}
+	}
+	rec := droplog.Record{Side: droplog.SideIngress, Protocol: 6, Src: a("10.42.1.5"), Dst: a("10.42.0.10"), SrcPort: 40000, DstPort: 80}
+	got := attribute(rec, pl, nil)
+	if got.rule != "Deny guard spec.ingress[0]" || !slices.Equal(got.policies, []string{"guard"}) {
+		t.Errorf("admin Deny: rule %q policies %v, want the guard rule", got.rule, got.policies)
+	}
+	rec.DstPort = 81 // not the rule's port: the NetworkPolicy part denied
+	got = attribute(rec, pl, nil)
+	if got.rule != "" || !slices.Equal(got.policies, []string{"x/allow", "x/deny"}) {
+		t.Errorf("NetworkPolicy denial: rule %q policies %v, want no rule and the isolating policies", got.rule, got.policies)
 	}
 }
 
