@@ -179,22 +179,21 @@ func (p *Pipeline) OnCommit(f func(enforced, audit *plan.Plan)) { p.committing =
 // The object changes. Objects must not be modified after they are handed
 // over: a change is a new object, as informers deliver them.
 
-func (p *Pipeline) SetPod(pod *cluster.Pod) {
-	p.compiler.SetPod(pod)
-	p.audit.setPod(pod.Key(), pod)
+// Pods, namespaces and nodes are the same in both compilers; the audit
+// one, while there is one, gets them too.
+func (p *Pipeline) both(f func(Changes)) {
+	f(p.compiler)
+	if p.audit.compiler != nil {
+		f(p.audit.compiler)
+	}
 }
 
-func (p *Pipeline) DeletePod(key string) { p.compiler.DeletePod(key); p.audit.deletePod(key) }
-
+func (p *Pipeline) SetPod(pod *cluster.Pod) { p.both(func(c Changes) { c.SetPod(pod) }) }
+func (p *Pipeline) DeletePod(key string)    { p.both(func(c Changes) { c.DeletePod(key) }) }
 func (p *Pipeline) SetNamespace(ns *cluster.Namespace) {
-	p.compiler.SetNamespace(ns)
-	p.audit.setNamespace(ns)
+	p.both(func(c Changes) { c.SetNamespace(ns) })
 }
-
-func (p *Pipeline) DeleteNamespace(name string) {
-	p.compiler.DeleteNamespace(name)
-	p.audit.deleteNamespace(name)
-}
+func (p *Pipeline) DeleteNamespace(name string) { p.both(func(c Changes) { c.DeleteNamespace(name) }) }
 
 // SetPolicy enforces np, or, in audit mode (policy.IsAudit), only logs what
 // it would deny: switching a policy between the modes is one change.
@@ -209,8 +208,8 @@ func (p *Pipeline) SetPolicy(np *networkingv1.NetworkPolicy) {
 }
 
 func (p *Pipeline) DeletePolicy(key string) { p.compiler.DeletePolicy(key); p.audit.deletePolicy(key) }
-func (p *Pipeline) SetNode(n *cluster.Node) { p.compiler.SetNode(n); p.audit.setNode(n) }
-func (p *Pipeline) DeleteNode(name string)  { p.compiler.DeleteNode(name); p.audit.deleteNode(name) }
+func (p *Pipeline) SetNode(n *cluster.Node) { p.both(func(c Changes) { c.SetNode(n) }) }
+func (p *Pipeline) DeleteNode(name string)  { p.both(func(c Changes) { c.DeleteNode(name) }) }
 
 // SetClusterNetworkPolicy enforces c, or, in audit mode (c.Audit), only
 // logs what it would deny, as SetPolicy does.
@@ -288,7 +287,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	t := now()
 	a.Plan = p.compiler.Plan()
 	a.Update = p.compiler.LastUpdate()
-	a.Audit = p.audit.plan()
+	a.Audit = p.audit.plan(p.compiler)
 	a.Compile = t.lap()
 	if err := checkBudget(a.Plan, p.budget()); err != nil {
 		a.Result = &nft.Result{Delta: &nft.Delta{}}
@@ -364,7 +363,7 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 // without changing the kernel. The bench uses it to find changes that
 // matter; a later Apply commits what it found.
 func (p *Pipeline) Pending() *nft.Delta {
-	return nft.Diff(p.renderer.RenderAudit(p.compiler.Plan(), p.audit.plan()), p.desired)
+	return nft.Diff(p.renderer.RenderAudit(p.compiler.Plan(), p.audit.plan(p.compiler)), p.desired)
 }
 
 // Plan returns the plan of the last successful Apply, or nil.
@@ -432,5 +431,5 @@ func Preview(s *cluster.Snapshot, node string, opts policy.Options, log nft.Drop
 	p.Load(s)
 	pl := p.compiler.Plan()
 	r := nft.Renderer{DropLog: log}
-	return pl, r.RenderAudit(pl, p.audit.plan())
+	return pl, r.RenderAudit(pl, p.audit.plan(p.compiler))
 }
