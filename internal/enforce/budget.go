@@ -1,63 +1,113 @@
 package enforce
 
 import (
-	"errors"
+	"cmp"
 	"fmt"
-	"github.com/kube-fence/kube-fence/internal/addrset"
 	"slices"
 	"strings"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // MaxPeerRanges bounds the address ranges a plan's profiles may put into
 // the kernel's sets: about nine times the 112,000 elements of a 10,000-pod
 // cluster's table (docs/benchmarks.md). The API server accepts a single
-// NetworkPolicy whose one rule lists thousands of ports and thousands of
-// ipBlocks; rendered as a port class per port, each with its own sets of
-// the peers, that is millions of interval elements, and the kernel's
-// allocations for such a transaction exhausted a 24 GiB machine's memory
-// (docs/reliability.md). Above the budget the transaction is not sent: the
-// last committed table stays in force and the error names the policies.
+// NetworkPolicy whose rules need millions of interval elements (rules of
+// distinct peers over overlapping port ranges: a set per port class), and
+// the kernel's allocations for such a transaction exhausted a 24 GiB
+// machine's memory (docs/reliability.md). Above the budget, the largest
+// profiles lose their allows (withinBudget), so the rest of the plan is
+// still enforced.
 const MaxPeerRanges = 1_000_000
 
-// ErrPlanTooLarge is wrapped by Apply's error when a plan exceeds the budget.
-var ErrPlanTooLarge = errors.New("plan too large for the kernel")
-
-// checkBudget returns an error naming the largest profiles when pl would
-// need more than limit address ranges in its sets.
-func checkBudget(pl *plan.Plan, limit int) error {
-	type size struct {
-		p      *plan.Profile
-		ranges int
-	}
-	var sizes []size
+// withinBudget returns pl, or, when its profiles need more than limit
+// address ranges in their sets, a copy in which the largest profiles, taken
+// in turn until the rest fits, allow nothing: their pods stay isolated in
+// that direction (fail closed, as a policy part that cannot be compiled),
+// and each policy behind them gets a Problem saying why. Attributing by
+// profile and not by policy keeps this a pure function of the plan: a
+// profile is the union of its policies, and which of them to blame would
+// need the compiler again; the largest profiles are where the hostile
+// policies are. pl itself is never modified: the compiler keeps it.
+func withinBudget(pl *plan.Plan, limit int) *plan.Plan {
+	sizes := make([]int, len(pl.Profiles))
 	total := 0
-	for _, p := range pl.Profiles {
-		// As the renderer does: port classes with the same peers share
-		// one set.
-		n := p.Any.Len()
-		peers := make([]addrset.Set, len(p.Ports))
-		for i, c := range p.Ports {
-			peers[i] = c.Peers
-		}
-		for i, first := range addrset.Distinct(peers) {
-			if first == i {
-				n += peers[i].Len()
-			}
-		}
-		total += n
-		sizes = append(sizes, size{p, n})
+	for i, p := range pl.Profiles {
+		sizes[i] = profileRanges(p)
+		total += sizes[i]
 	}
 	if total <= limit {
-		return nil
+		return pl
 	}
-	slices.SortFunc(sizes, func(a, b size) int { return b.ranges - a.ranges })
-	var worst []string
-	for _, s := range sizes[:min(3, len(sizes))] {
-		worst = append(worst, fmt.Sprintf("%s profile of %s: %d ranges in %d port classes",
-			s.p.Direction, strings.Join(s.p.Policies, ", "), s.ranges, len(s.p.Ports)))
+	order := make([]int, len(pl.Profiles))
+	for i := range order {
+		order[i] = i
 	}
-	return fmt.Errorf("%w: %d address ranges in the profiles' sets, more than %d; the largest: %s",
-		ErrPlanTooLarge, total, limit, strings.Join(worst, "; "))
+	// Largest first; equal sizes by ID, so the same objects always lose
+	// the same profiles.
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(sizes[b], sizes[a]) })
+	out := *pl
+	out.Profiles = slices.Clone(pl.Profiles)
+	out.Problems = slices.Clone(pl.Problems)
+	need := total
+	for _, i := range order {
+		if total <= limit || sizes[i] == 0 {
+			break
+		}
+		p := pl.Profiles[i]
+		trimmed := *p
+		trimmed.Any, trimmed.Ports = addrset.Set{}, nil
+		out.Profiles[i] = &trimmed
+		total -= sizes[i]
+		out.Problems = append(out.Problems, overBudget(p, sizes[i], need, limit)...)
+	}
+	slices.SortFunc(out.Problems, func(a, b plan.Problem) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Field, b.Field), cmp.Compare(a.Message, b.Message))
+	})
+	out.Problems = slices.Compact(out.Problems)
+	return &out
+}
+
+// profileRanges is what one profile costs the kernel: the address ranges of
+// its sets. As the renderer does, port classes with the same peers share
+// one set and count once. This is the one place that counts; a renderer
+// that shares sets between profiles must be counted here the same way.
+func profileRanges(p *plan.Profile) int {
+	n := p.Any.Len()
+	peers := make([]addrset.Set, len(p.Ports))
+	for i, c := range p.Ports {
+		peers[i] = c.Peers
+	}
+	for i, first := range addrset.Distinct(peers) {
+		if first == i {
+			n += peers[i].Len()
+		}
+	}
+	return n
+}
+
+// overBudget is the Problem of each policy behind p, a profile that lost
+// its allows to the budget.
+func overBudget(p *plan.Profile, ranges, total, limit int) []plan.Problem {
+	var out []plan.Problem
+	for _, pol := range p.Policies {
+		others := slices.DeleteFunc(slices.Clone(p.Policies), func(s string) bool { return s == pol })
+		with := ""
+		if len(others) > 0 {
+			with = " (with " + strings.Join(others[:min(3, len(others))], ", ")
+			if len(others) > 3 {
+				with += fmt.Sprintf(" and %d more", len(others)-3)
+			}
+			with += ")"
+		}
+		out = append(out, plan.Problem{
+			Policy: pol,
+			Field:  "spec." + p.Direction.String(),
+			Message: fmt.Sprintf("the %s rules of the pods it selects%s need %d address ranges in the kernel's sets, "+
+				"and the node's plan %d, more than its budget of %d: they allow nothing on this node until the plan fits",
+				p.Direction, with, ranges, total, limit),
+		})
+	}
+	return out
 }

@@ -1,23 +1,140 @@
 package enforce
 
 import (
-	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/nft/nfttest"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 )
 
-// TestPlanOverBudgetKeepsTheLastTable: a policy whose rule of many ports
-// and many peers would need more set elements than the budget is not sent
-// to the kernel; the last table stays, the error names the policy, and
-// once the policy goes the pipeline commits again.
-func TestPlanOverBudgetKeepsTheLastTable(t *testing.T) {
+// ranges returns a set of n separate /32s starting at 11.b.0.0, apart so
+// that none merge.
+func ranges(b, n int) addrset.Set {
+	var ps []netip.Prefix
+	for i := range n {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(b), byte(i / 100), byte(2 * (i % 100))}), 32))
+	}
+	return addrset.Of(ps...)
+}
+
+func profile(id string, dir plan.Direction, any addrset.Set, classes ...addrset.Set) *plan.Profile {
+	p := &plan.Profile{ID: plan.ProfileID(id), Direction: dir, Policies: []string{"x/" + id}, Any: any}
+	for i, peers := range classes {
+		p.Ports = append(p.Ports, plan.PortClass{Protocol: plan.TCP, First: uint16(1000 + i), Last: uint16(1000 + i), Peers: peers})
+	}
+	return p
+}
+
+// TestWithinBudget: over the budget, the largest profiles, in turn, lose
+// their allows until the rest fits; each of their policies has a Problem
+// naming the direction; the others stay as they are, and so does the
+// compiler's plan.
+func TestWithinBudget(t *testing.T) {
+	small := profile("small", plan.Ingress, ranges(1, 10))
+	mid := profile("mid", plan.Egress, addrset.Set{}, ranges(2, 40))
+	big := profile("big", plan.Ingress, ranges(3, 5), ranges(4, 60), ranges(5, 60))
+	// Equal peers in two classes count once, as the renderer shares them.
+	shared := profile("shared", plan.Ingress, addrset.Set{}, ranges(6, 30), ranges(6, 30))
+	open := &plan.Profile{ID: "open", Direction: plan.Ingress, NotIsolated: true}
+	for _, c := range []struct {
+		name     string
+		profiles []*plan.Profile
+		limit    int
+		trimmed  []string // the profiles that lose their allows
+	}{
+		{"under the budget", []*plan.Profile{small, mid, big}, 1000, nil},
+		{"exactly the budget", []*plan.Profile{small, mid, big}, 175, nil},
+		{"one over: the largest goes", []*plan.Profile{small, mid, big}, 174, []string{"big"}},
+		{"the largest is not enough", []*plan.Profile{small, mid, big}, 45, []string{"big", "mid"}},
+		{"nothing fits", []*plan.Profile{small, mid, big, open}, 0, []string{"big", "mid", "small"}},
+		{"shared classes count once", []*plan.Profile{small, shared}, 40, nil},
+		{"equal sizes: the first by ID", []*plan.Profile{profile("a", plan.Ingress, ranges(7, 20)), profile("b", plan.Ingress, ranges(8, 20))}, 30, []string{"a"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pl := &plan.Plan{Profiles: c.profiles, Problems: []plan.Problem{{Policy: "x/other", Field: "spec.ingress[0]", Message: "kept"}}}
+			got := withinBudget(pl, c.limit)
+			if c.trimmed == nil && got != pl {
+				t.Fatalf("a plan within the budget was copied")
+			}
+			var trimmed, problems []string
+			for i, p := range got.Profiles {
+				orig := pl.Profiles[i]
+				if p.ID != orig.ID || p.Direction != orig.Direction || !slices.Equal(p.Policies, orig.Policies) {
+					t.Fatalf("profile %d changed identity: %+v", i, p)
+				}
+				if p == orig {
+					continue
+				}
+				if !p.Any.IsEmpty() || len(p.Ports) != 0 {
+					t.Errorf("profile %s over budget still allows %v and %d classes", p.ID, p.Any, len(p.Ports))
+				}
+				if orig.Any.IsEmpty() && len(orig.Ports) == 0 {
+					t.Errorf("profile %s was changed though it allowed nothing", p.ID)
+				}
+				trimmed = append(trimmed, string(p.ID))
+			}
+			for _, pr := range got.Problems {
+				problems = append(problems, pr.Policy+" "+pr.Field)
+			}
+			slices.Sort(trimmed)
+			want := slices.Clone(c.trimmed)
+			slices.Sort(want)
+			if !slices.Equal(trimmed, want) {
+				t.Fatalf("trimmed %v, want %v", trimmed, want)
+			}
+			wantProblems := []string{"x/other spec.ingress[0]"}
+			for _, id := range c.trimmed {
+				for _, p := range c.profiles {
+					if string(p.ID) == id {
+						wantProblems = append(wantProblems, "x/"+id+" spec."+p.Direction.String())
+					}
+				}
+			}
+			slices.Sort(wantProblems)
+			if !slices.Equal(problems, wantProblems) {
+				t.Fatalf("problems %v, want %v", problems, wantProblems)
+			}
+			for _, p := range c.profiles {
+				if p.Any.IsEmpty() && len(p.Ports) == 0 && !p.NotIsolated {
+					t.Fatalf("withinBudget modified the compiler's profile %s", p.ID)
+				}
+			}
+		})
+	}
+}
+
+// hostile returns a policy selecting x/a whose rules need ports×(ports+1)/2
+// address ranges: rule i allows ports 2000+i..2000+n from its own /24, so
+// port class j holds the peers of rules 0..j, a set of its own.
+func hostile(name string, n int) *networkingv1.NetworkPolicy {
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: name},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "a"}}}}
+	end := int32(2000 + n)
+	for i := range n {
+		port := intstr.FromInt32(int32(2000 + i))
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+			Ports: []networkingv1.NetworkPolicyPort{{Port: &port, EndPort: &end}},
+			From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("11.%d.%d.0/24", i/100, 2*(i%100))}}},
+		})
+	}
+	return np
+}
+
+// TestPlanOverBudgetRefusesOnlyItsPart: a policy whose rules need more set
+// elements than the budget loses its allows (its pod stays isolated) with a
+// Problem naming it, while the rest of the plan is committed, and a policy
+// added after it is enforced; once it goes, its pod's allows return.
+func TestPlanOverBudgetRefusesOnlyItsPart(t *testing.T) {
 	conn := nfttest.New()
 	p := New("n1", policy.Options{DefaultDenyUnknown: true}, conn)
 	p.maxPeerRanges = 1000
@@ -25,31 +142,56 @@ func TestPlanOverBudgetKeepsTheLastTable(t *testing.T) {
 	if _, err := p.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	before := conn.Transactions()
-	big := ingressTo80()
-	big.Name = "big"
-	// 40 rules of one port each, each from 30 separate ranges of its own:
-	// 1,200 ranges, none shared.
-	for i := range 40 {
-		port := intstr.FromInt32(int32(2000 + 2*i))
-		rule := networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{{Port: &port}}}
-		for k := range 30 {
-			rule.From = append(rule.From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("11.%d.%d.0/24", i, 2*k)}})
-		}
-		big.Spec.Ingress = append(big.Spec.Ingress, rule)
-	}
-	p.SetPolicy(big)
+	p.SetPolicy(hostile("big", 60)) // 1,830 ranges
 	s, err := p.Sync()
-	if StageOf(err) != StageApply || !errors.Is(err, ErrPlanTooLarge) || !strings.Contains(err.Error(), "x/big") {
-		t.Fatalf("over budget: err=%v, want an apply error wrapping ErrPlanTooLarge that names x/big", err)
+	if err != nil {
+		t.Fatalf("a plan over budget: %v, want its large part refused and the rest committed", err)
 	}
-	if conn.Transactions() != before || s.Result.Messages != 0 {
-		t.Fatalf("a transaction was sent for a plan over budget")
+	prof := s.Plan.Profile(s.Plan.Pods[0].Ingress)
+	if s.Plan.Pods[0].Name != "a" || prof == nil || !prof.Any.IsEmpty() || len(prof.Ports) != 0 {
+		t.Fatalf("x/a's ingress profile over budget: %+v, want isolated and allowing nothing", prof)
 	}
+	if !problemOf(s.Plan, "x/big", "spec.ingress", "budget of 1000") {
+		t.Fatalf("no problem names x/big and the budget: %v", s.Plan.Problems)
+	}
+	elems := 0
+	for _, set := range p.Desired().Sets {
+		elems += len(set.Ranges)
+	}
+	if elems > 100 {
+		t.Fatalf("the committed table's sets hold %d ranges, want none of x/big's peers", elems)
+	}
+
+	// A later, unrelated change goes through: x/b isolated, port 80 allowed.
+	other := ingressTo80()
+	other.Name, other.Spec.PodSelector.MatchLabels = "b-80", map[string]string{"app": "b"}
+	p.SetPolicy(other)
+	s, err = p.Sync()
+	if err != nil || s.Result.Messages == 0 {
+		t.Fatalf("an unrelated policy after the one over budget: messages %d, %v", s.Result.Messages, err)
+	}
+	if b := s.Plan.Profile(s.Plan.Pods[1].Egress); s.Plan.Pods[1].Ingress == "" || b != nil {
+		t.Fatalf("x/b after b-80: %+v", s.Plan.Pods[1])
+	}
+	if pr := s.Plan.Profile(s.Plan.Pods[1].Ingress); len(pr.Ports) != 1 || problemOf(s.Plan, "x/b-80", "", "") {
+		t.Fatalf("x/b's profile %+v, problems %v: want port 80 allowed and no problem", pr, s.Plan.Problems)
+	}
+
 	p.DeletePolicy("x/big")
-	if _, err := p.Sync(); err != nil {
-		t.Fatalf("after the policy went: %v", err)
+	p.SetPolicy(hostile("fits", 20)) // 210 ranges
+	s, err = p.Sync()
+	if err != nil || len(s.Plan.Problems) != 0 {
+		t.Fatalf("after the policy went: %v, problems %v", err, s.Plan.Problems)
 	}
+	if prof := s.Plan.Profile(s.Plan.Pods[0].Ingress); len(prof.Ports) != 20 {
+		t.Fatalf("x/a's profile within the budget has %d port classes, want 20", len(prof.Ports))
+	}
+}
+
+func problemOf(pl *plan.Plan, policy, field, text string) bool {
+	return slices.ContainsFunc(pl.Problems, func(p plan.Problem) bool {
+		return p.Policy == policy && strings.HasPrefix(p.Field, field) && strings.Contains(p.Message, text)
+	})
 }
 
 // TestEqualPeersShareOneSet: one rule of many separate ports and many peers
@@ -71,8 +213,9 @@ func TestEqualPeersShareOneSet(t *testing.T) {
 	}
 	wide.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{rule}
 	p.SetPolicy(wide)
-	if _, err := p.Sync(); err != nil {
-		t.Fatalf("200 ports x 200 peers in one rule: %v", err)
+	s, err := p.Sync()
+	if err != nil || len(s.Plan.Problems) != 0 {
+		t.Fatalf("200 ports x 200 peers in one rule: %v, problems %v", err, s.Plan.Problems)
 	}
 	chains, sets := 0, 0
 	for name := range p.desired.Chains {
@@ -87,21 +230,5 @@ func TestEqualPeersShareOneSet(t *testing.T) {
 	}
 	if chains != 1 || sets != 1 {
 		t.Fatalf("the 200 port classes of equal peers have %d chains and %d IPv4 sets of the 200 peers, want 1 and 1", chains, sets)
-	}
-}
-
-func TestCheckBudgetCountsEveryClass(t *testing.T) {
-	conn := nfttest.New()
-	p := New("n1", policy.Options{}, conn)
-	p.Load(cutCluster())
-	p.SetPolicy(ingressTo80())
-	if _, err := p.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := checkBudget(p.Plan(), MaxPeerRanges); err != nil {
-		t.Fatalf("a one-port policy is over the default budget: %v", err)
-	}
-	if err := checkBudget(p.Plan(), 0); err == nil {
-		t.Fatal("a budget of 0 ranges passes a plan with a profile")
 	}
 }

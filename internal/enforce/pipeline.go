@@ -285,14 +285,12 @@ func (p *Pipeline) Sync() (*Sync, error) {
 func (p *Pipeline) Apply() (*Applied, error) {
 	a := &Applied{First: p.desired == nil}
 	t := now()
-	a.Plan = p.compiler.Plan()
+	// Over the budget, the largest profiles allow nothing and their
+	// policies have a Problem; the rest is enforced as usual.
+	a.Plan = withinBudget(p.compiler.Plan(), p.budget())
 	a.Update = p.compiler.LastUpdate()
 	a.Audit = p.audit.plan(p.compiler)
 	a.Compile = t.lap()
-	if err := checkBudget(a.Plan, p.budget()); err != nil {
-		a.Result = &nft.Result{Delta: &nft.Delta{}}
-		return a, &Error{StageApply, err}
-	}
 	a.Table = p.renderer.RenderAudit(a.Plan, a.Audit)
 	a.Render = t.lap()
 	if p.committing != nil {
@@ -363,7 +361,7 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 // without changing the kernel. The bench uses it to find changes that
 // matter; a later Apply commits what it found.
 func (p *Pipeline) Pending() *nft.Delta {
-	return nft.Diff(p.renderer.RenderAudit(p.compiler.Plan(), p.audit.plan(p.compiler)), p.desired)
+	return nft.Diff(p.renderer.RenderAudit(withinBudget(p.compiler.Plan(), p.budget()), p.audit.plan(p.compiler)), p.desired)
 }
 
 // Plan returns the plan of the last successful Apply, or nil.
@@ -429,7 +427,7 @@ func cpuTime() time.Duration {
 func Preview(s *cluster.Snapshot, node string, opts policy.Options, log nft.DropLog) (*plan.Plan, *nft.Table) {
 	p := New(node, opts, nil)
 	p.Load(s)
-	pl := p.compiler.Plan()
+	pl := withinBudget(p.compiler.Plan(), p.budget())
 	r := nft.Renderer{DropLog: log}
 	return pl, r.RenderAudit(pl, p.audit.plan(p.compiler))
 }

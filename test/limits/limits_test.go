@@ -1,10 +1,12 @@
 package limits
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -20,10 +23,12 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/kube-fence/kube-fence/internal/agent"
 	"github.com/kube-fence/kube-fence/internal/cluster"
 	"github.com/kube-fence/kube-fence/internal/enforce"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/nft/kernel"
+	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
 	"github.com/kube-fence/kube-fence/test/e2e/framework"
 )
@@ -33,6 +38,7 @@ var (
 	bigPorts     = flag.Int("limits.ports", 300, "ports of the one large policy's rule (the API allows thousands)")
 	bigPeers     = flag.Int("limits.peers", 300, "ipBlock peers of the one large policy's rule")
 	overPorts    = flag.Int("limits.over-ports", 600, "separate ports of the rule with 2,000 peers (its port classes share one set of the peers)")
+	hostileRules = flag.Int("limits.hostile-rules", 1500, "rules of the policy over the budget (it needs rules×(rules+1)/2 address ranges)")
 	caseBound    = flag.Duration("limits.bound", 5*time.Minute, "how long one case may take to reach the kernel")
 )
 
@@ -68,6 +74,7 @@ func TestObjectsAtTheLimits(t *testing.T) {
 		{"names and label sets at their maximum", (*env).maxNames},
 		{"a pod status with dozens of addresses", (*env).manyIPs},
 		{fmt.Sprintf("one rule with %d separate ports and 2,000 peers", *overPorts), (*env).widePolicy},
+		{"a policy over the budget, then an unrelated one", (*env).overBudget},
 	} {
 		ok := t.Run(c.name, func(t *testing.T) {
 			parent := e.t
@@ -381,8 +388,8 @@ func trimmed(err error) string {
 // needed a set of the 2,000 peers per port (1.2 million elements at 600
 // ports; at 2,001 ports the kernel exhausted a 24 GiB machine's memory) and
 // was refused by the pipeline's budget; now its peers are one set, and it
-// is enforced like any other. The budget's refusal is TestPlanOverBudget-
-// KeepsTheLastTable's (internal/enforce).
+// is enforced like any other. The budget's refusal of a plan whose sets
+// are really that large is overBudget's.
 func (e *env) widePolicy() {
 	rule := networkingv1.NetworkPolicyIngressRule{}
 	for i := range *overPorts {
@@ -398,4 +405,86 @@ func (e *env) widePolicy() {
 	if _, err := e.api.NetworkingV1().NetworkPolicies("x").Create(e.t.Context(), np, metav1.CreateOptions{}); err != nil {
 		e.t.Fatalf("create the policy of %d ports and 2,000 peers: %v", *overPorts, err)
 	}
+}
+
+// overBudget: a policy whose rules need more address ranges than the
+// node's budget (enforce.MaxPeerRanges): rule i allows ports 3000+i up to
+// 3000+n from a /24 of its own, so each port class holds the peers of the
+// rules before it, a set of its own: n(n+1)/2 ranges, 1.1 million at 1,500
+// rules, in a 200 kB object. The agent refuses only that policy's part (its
+// pod stays isolated and allows nothing) with a Warning event on it, and a
+// policy created after it is enforced. waitTable checks the kernel against
+// the pipeline's own Preview, which applies the same budget; the checks
+// here say what that table is.
+func (e *env) overBudget() {
+	n := *hostileRules
+	if n*(n+1)/2 <= enforce.MaxPeerRanges {
+		e.t.Fatalf("-limits.hostile-rules=%d needs %d ranges, within the budget of %d", n, n*(n+1)/2, enforce.MaxPeerRanges)
+	}
+	end := int32(3000 + n)
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "over-budget"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"client": "3"}}}}
+	for i := range n {
+		port := intstr.FromInt32(int32(3000 + i))
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+			Ports: []networkingv1.NetworkPolicyPort{{Port: &port, EndPort: &end}},
+			From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("%d.%d.0.0/24", 11+i/128, 2*(i%128))}}},
+		})
+	}
+	created, err := e.api.NetworkingV1().NetworkPolicies("x").Create(e.t.Context(), np, metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatalf("create the policy over the budget: %v", err)
+	}
+	start := time.Now()
+	var ev corev1.Event
+	framework.WaitFor(e.t, *caseBound, "a Warning event on x/over-budget", func(ctx context.Context) (bool, error) {
+		sel := fields.Set{"involvedObject.kind": "NetworkPolicy", "involvedObject.name": np.Name, "reason": agent.ReasonPolicyProblem}
+		evs, err := e.api.CoreV1().Events("x").List(ctx, metav1.ListOptions{FieldSelector: sel.AsSelector().String()})
+		if err != nil || len(evs.Items) == 0 {
+			return false, err
+		}
+		ev = evs.Items[0]
+		return true, nil
+	})
+	e.t.Logf("event %s %s on x/over-budget after %v: %s", ev.Type, ev.Reason, time.Since(start).Round(time.Millisecond), trimmed(fmt.Errorf("%s", ev.Message)))
+	if ev.Type != corev1.EventTypeWarning || ev.InvolvedObject.UID != created.UID || !strings.Contains(ev.Message, "budget of 1000000") {
+		e.t.Errorf("event %s %+v %q: want a Warning on x/over-budget naming the budget", ev.Type, ev.InvolvedObject, ev.Message)
+	}
+	e.waitTable("the policy over the budget", start)
+
+	// Created after it: x/client-4 accepts x/client-5 on port 80.
+	port := intstr.FromInt32(80)
+	after := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "after-over-budget"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"client": "4"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"client": "5"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Port: &port}},
+			}}}}
+	if _, err := e.api.NetworkingV1().NetworkPolicies("x").Create(e.t.Context(), after, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create the policy after the one over the budget: %v", err)
+	}
+	e.t.Logf("the policy created after it reached the kernel in %v", e.waitTable("the policy after the one over the budget", time.Now()))
+
+	pl, table := enforce.Preview(e.snapshot(), nodeName, policy.Options{DefaultDenyUnknown: true}, nft.DropLog{})
+	elems := 0
+	for _, s := range table.Sets {
+		elems += len(s.Ranges)
+	}
+	for _, pod := range pl.Pods {
+		prof := pl.Profile(pod.Ingress)
+		switch pod.Name {
+		case "client-3":
+			if prof == nil || !prof.Any.IsEmpty() || len(prof.Ports) != 0 {
+				e.t.Errorf("x/client-3, selected by the policy over the budget: profile %+v, want isolated, allowing nothing", prof)
+			}
+		case "client-4":
+			if prof == nil || len(prof.Ports) != 1 || prof.Ports[0].Peers.Len() != 1 {
+				e.t.Errorf("x/client-4, selected by the policy after it: profile %+v, want port 80 from x/client-5", prof)
+			}
+		}
+	}
+	if !slices.ContainsFunc(pl.Problems, func(p plan.Problem) bool { return p.Policy == "x/over-budget" }) || elems > enforce.MaxPeerRanges {
+		e.t.Errorf("the table holds %d ranges and the problems are %v: want x/over-budget refused", elems, pl.Problems)
+	}
+	e.t.Logf("the table holds %d ranges; x/over-budget would need %d", elems, n*(n+1)/2)
 }
