@@ -25,6 +25,7 @@ type Conn interface {
 	VerifyApplied(want *nft.Table, d *nft.Delta) (*nft.Delta, error)
 	Verify(want *nft.Table) (*nft.Delta, error)
 	Repair(want *nft.Table) (*nft.Result, error)
+	Rebuild(want *nft.Table) (*nft.Result, error)
 	DeleteTable() error
 	OwnershipState() string
 	PortID() uint32
@@ -139,6 +140,8 @@ type Pipeline struct {
 	cutDue     bool   // a commit since the last successful cut
 	// MaxPeerRanges, unless a test sets another budget.
 	maxPeerRanges int
+	// refused counts the transactions refused in a row (see write).
+	refused int
 }
 
 func (p *Pipeline) budget() int {
@@ -296,7 +299,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	if p.committing != nil {
 		p.committing(a.Plan, a.Audit)
 	}
-	res, err := p.conn.Sync(a.Table)
+	res, err := p.write(a.Table, p.conn.Sync)
 	a.Transaction = t.lap()
 	if err != nil && p.committing != nil {
 		p.committing(p.plan, p.auditPlan)
@@ -311,6 +314,26 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	p.desired, p.plan, p.auditPlan = a.Table, a.Plan, a.Audit
 	p.cutDue = p.cutDue || a.First || res.Messages > 0
 	return a, nil
+}
+
+// write sends a transaction by send (a sync or a repair), or, once a
+// transaction was refused and so was the repair from a full read back that
+// followed it, rebuilds the table in one transaction. A refused repair
+// means the kernel holds something the read back cannot explain (a foreign
+// set under one of our names, with a size limit or flags we never set, is
+// read as ours, and filling it is refused every time): repairing again
+// would be refused again, forever.
+func (p *Pipeline) write(want *nft.Table, send func(*nft.Table) (*nft.Result, error)) (*nft.Result, error) {
+	if p.refused >= 2 {
+		send = p.conn.Rebuild
+	}
+	res, err := send(want)
+	if err != nil {
+		p.refused++
+		return res, err
+	}
+	p.refused = 0
+	return res, nil
 }
 
 // ReadBack reads back what a's transaction changed and repairs any
@@ -347,7 +370,7 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 	if d.Empty() {
 		return c, nil
 	}
-	res, err := p.conn.Repair(p.desired)
+	res, err := p.write(p.desired, p.conn.Repair)
 	if err != nil {
 		return c, &Error{StageRepair, fmt.Errorf("%w (differences: %s)", err, strings.Join(c.Differences[:min(5, len(c.Differences))], "; "))}
 	}

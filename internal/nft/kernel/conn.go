@@ -192,6 +192,29 @@ func (c *Conn) Repair(want *nft.Table) (*nft.Result, error) {
 	return c.apply(want, d, false)
 }
 
+// Rebuild deletes the table and creates want in its place in one
+// transaction, whatever the kernel holds: the way out when a repair from a
+// read back was refused, because something in the table (a foreign object
+// the read classifies as kube-fence's own) makes the kernel refuse what the
+// difference would send. Packets meet the old table or the new one, never
+// none. It refuses to take a table another live process owns.
+func (c *Conn) Rebuild(want *nft.Table) (*nft.Result, error) {
+	c.committed = nil
+	info, err := readTableInfo(c.read)
+	if err != nil {
+		return nil, err
+	}
+	d := nft.Diff(want, nil)
+	if info == nil {
+		return c.apply(want, d, false)
+	}
+	if info.Owner != 0 && info.Owner != portID(c.write) {
+		return nil, fmt.Errorf("table inet %s: %w (netlink port %d); stop it first", nft.TableName, ErrOwnedElsewhere, info.Owner)
+	}
+	d.Differences = append(d.Differences[:0], fmt.Sprintf("table inet %s: rebuilt after a refused repair", nft.TableName))
+	return c.apply(want, d, true)
+}
+
 // canKeep reports whether an existing table with flags can be brought to our
 // flags without deleting it: the kernel lets a new owner adopt an orphaned
 // persistent table, and refuses any other change of owner or persist.

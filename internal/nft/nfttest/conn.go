@@ -97,6 +97,17 @@ func (c *Conn) Repair(want *nft.Table) (*nft.Result, error) {
 	return c.repair(want)
 }
 
+// Rebuild implements enforce.Conn like kernel.Conn.Rebuild: the table
+// deleted and created again in one transaction.
+func (c *Conn) Rebuild(want *nft.Table) (*nft.Result, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.committed = nil
+	d := nft.Diff(want, nil)
+	d.Differences = append(d.Differences[:0], "table rebuilt after a refused repair")
+	return c.apply(want, d, true)
+}
+
 func (c *Conn) repair(want *nft.Table) (*nft.Result, error) {
 	c.committed = nil
 	if c.readFails() {
