@@ -17,8 +17,8 @@ import (
 
 var (
 	faultEvery = flag.Duration("soak.fault-every", 10*time.Second, "strike the next fault of -soak.faults this often; 0 never")
-	faults     = flag.String("soak.faults", "notify-overrun,etcd-restart,api-outage",
-		"faults to strike in turn: api-outage (kube-apiserver stopped for -soak.api-outage), etcd-restart, notify-overrun (a flood of foreign nftables notifications overruns the agent's socket: ENOBUFS)")
+	faults     = flag.String("soak.faults", "notify-overrun,kernel-refusal,etcd-restart,api-outage",
+		"faults to strike in turn: api-outage (kube-apiserver stopped for -soak.api-outage), etcd-restart, notify-overrun (a flood of foreign nftables notifications overruns the agent's socket: ENOBUFS), kernel-refusal (while the agent restarts, a foreign set under a name its next transaction needs: the kernel refuses the transaction)")
 	apiOutage = flag.Duration("soak.api-outage", 5*time.Second, "how long api-outage keeps the API server stopped")
 )
 
@@ -57,8 +57,10 @@ func (r *run) faultLoop(ctx context.Context) {
 			err = r.outage(r.t.Context(), &rec, func() { r.cp.RestartEtcd(r.t) })
 		case "notify-overrun":
 			err = r.overrun(ctx, &rec)
+		case "kernel-refusal":
+			err = r.refusal(ctx, &rec, i)
 		default:
-			err = fmt.Errorf("unknown fault %q (want api-outage, etcd-restart or notify-overrun)", kind)
+			err = fmt.Errorf("unknown fault %q (want api-outage, etcd-restart, notify-overrun or kernel-refusal)", kind)
 		}
 		if err != nil {
 			if r.t.Context().Err() == nil {

@@ -94,7 +94,8 @@ type run struct {
 	restarts []time.Duration // start to ready of each restarted agent
 	killedAt []string        // when, from the start of the churn
 
-	inOutage atomic.Bool // the API server or etcd is away: no agent restart now
+	inOutage  atomic.Bool // the API server or etcd is away: no agent restart now
+	restartMu sync.Mutex  // one agent kill and start at a time
 
 	mu         sync.Mutex
 	faults     []faultRecord
@@ -274,20 +275,11 @@ func (r *run) killLoop(ctx context.Context) {
 		if r.inOutage.Load() {
 			continue // a new agent could not list the cluster until it is back
 		}
-		r.agentMu.Lock()
-		a := r.agent
-		r.agentMu.Unlock()
-		if err := a.Kill(); err != nil {
-			r.violate("kill the agent: %v", err)
+		r.restartMu.Lock()
+		if err := r.killAgent(ctx); err != nil {
+			r.restartMu.Unlock()
+			r.violate("%v", err)
 			return
-		}
-		// The agent is PID 1 of its own PID namespace, below the unshare
-		// that Kill reaps: its sockets close a moment later. A new agent
-		// started before would find its ports taken and exit.
-		for wait := time.Now(); time.Since(wait) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
-			if _, _, err := a.Get(ctx, "/healthz"); errors.Is(err, syscall.ECONNREFUSED) {
-				break
-			}
 		}
 		start := time.Now()
 		r.agentMu.Lock()
@@ -297,7 +289,27 @@ func (r *run) killLoop(ctx context.Context) {
 		r.agentMu.Lock()
 		r.restarts = append(r.restarts, time.Since(start))
 		r.agentMu.Unlock()
+		r.restartMu.Unlock()
 	}
+}
+
+// killAgent kills the agent with SIGKILL and waits until its ports close.
+func (r *run) killAgent(ctx context.Context) error {
+	r.agentMu.Lock()
+	a := r.agent
+	r.agentMu.Unlock()
+	if err := a.Kill(); err != nil {
+		return fmt.Errorf("kill the agent: %w", err)
+	}
+	// The agent is PID 1 of its own PID namespace, below the unshare
+	// that Kill reaps: its sockets close a moment later. A new agent
+	// started before would find its ports taken and exit.
+	for wait := time.Now(); time.Since(wait) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+		if _, _, err := a.Get(ctx, "/healthz"); errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+	}
+	return nil
 }
 
 // probeLoop probes random pairs without pause and checks each result.
