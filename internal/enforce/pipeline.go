@@ -311,8 +311,9 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	if err != nil {
 		return a, &Error{StageApply, err}
 	}
+	// A commit that can only allow more leaves nothing to cut.
+	p.cutDue = p.cutDue || a.First || res.Messages > 0 && narrows(p.plan, a.Plan)
 	p.desired, p.plan, p.auditPlan = a.Table, a.Plan, a.Audit
-	p.cutDue = p.cutDue || a.First || res.Messages > 0
 	return a, nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +41,7 @@ var (
 	bigPeers     = flag.Int("limits.peers", 300, "ipBlock peers of the one large policy's rule")
 	overPorts    = flag.Int("limits.over-ports", 600, "separate ports of the rule with 2,000 peers (its port classes share one set of the peers)")
 	hostileRules = flag.Int("limits.hostile-rules", 1500, "rules of the policy over the budget (it needs rules×(rules+1)/2 address ranges)")
+	cpuProfile   = flag.String("limits.cpuprofile", "", "run the agent with --profiling and write its CPU profile during the 1,000 policies to this file")
 	caseBound    = flag.Duration("limits.bound", 5*time.Minute, "how long one case may take to reach the kernel")
 )
 
@@ -81,12 +84,15 @@ func TestObjectsAtTheLimits(t *testing.T) {
 			e.t = t
 			defer func() { e.t = parent }()
 			var took time.Duration
+			syncs, syncTime := e.syncs()
 			stall := e.stallDuring(c.name, func() {
 				start := time.Now()
 				c.run(e)
 				took = e.waitTable(c.name, start)
 			})
-			t.Logf("%s: objects written to kernel in %v; an unrelated relabel took at most %v (baseline %v)", c.name, took, stall, base)
+			n, sum := e.syncs()
+			t.Logf("%s: objects written to kernel in %v; an unrelated relabel took at most %v (baseline %v); the agent synced %v times meanwhile, %v each on average",
+				c.name, took, stall, base, n-syncs, (time.Duration((sum - syncTime) / max(1, n-syncs) * float64(time.Second))).Round(time.Millisecond))
 			e.healthy()
 		})
 		if !ok {
@@ -122,6 +128,9 @@ func newEnv(t *testing.T) *env {
 	}
 	opts := framework.AgentOptionsFromDaemonSet(t, framework.AgentDaemonSet(t), nodeName)
 	opts.Kubeconfig, opts.HealthAddr, opts.MetricsAddr = cp.AgentKubeconfig(t), "127.0.0.1:9943", "127.0.0.1:9942"
+	if *cpuProfile != "" {
+		opts.Extra = append(opts.Extra, "--profiling")
+	}
 	e.agent = cp.StartAgent(t, opts)
 	e.agent.WaitReady(t, time.Minute)
 	if e.reader, err = kernel.Open(kernel.Options{NetNSFD: cp.NS.FD(), Ownership: kernel.OwnershipOff}); err != nil {
@@ -285,6 +294,10 @@ func (e *env) healthy() {
 // manyPolicies: each policy selects x/target and allows one client on one
 // port.
 func (e *env) manyPolicies() {
+	if *cpuProfile != "" {
+		done := e.profile(*cpuProfile)
+		defer func() { <-done }()
+	}
 	framework.Parallel(e.t, *manyPolicies, func(i int) error {
 		port := intstr.FromInt32(int32(1000 + i))
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: fmt.Sprintf("many-%d", i)},
@@ -487,4 +500,36 @@ func (e *env) overBudget() {
 		e.t.Errorf("the table holds %d ranges and the problems are %v: want x/over-budget refused", elems, pl.Problems)
 	}
 	e.t.Logf("the table holds %d ranges; x/over-budget would need %d", elems, n*(n+1)/2)
+}
+
+// syncs returns how many syncs the agent made and the seconds they took,
+// from its kube_fence_sync_duration_seconds histogram.
+func (e *env) syncs() (n, seconds float64) {
+	n, _ = e.agent.Metric(e.t.Context(), "kube_fence_sync_duration_seconds_count")
+	seconds, _ = e.agent.Metric(e.t.Context(), "kube_fence_sync_duration_seconds_sum")
+	return n, seconds
+}
+
+// profile writes the agent's CPU profile of the next 10 seconds to path;
+// the channel closes when it is written.
+func (e *env) profile(path string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code := 0
+		client := &http.Client{Transport: &http.Transport{DialContext: framework.NSDialer(e.cp.NS)}}
+		resp, err := client.Get("http://" + e.agent.Opts.MetricsAddr + "/debug/pprof/profile?seconds=10")
+		if err == nil {
+			defer resp.Body.Close()
+			code = resp.StatusCode
+			var body []byte
+			if body, err = io.ReadAll(resp.Body); err == nil && code == http.StatusOK {
+				err = os.WriteFile(path, body, 0o644)
+			}
+		}
+		if err != nil || code != http.StatusOK {
+			e.t.Errorf("the agent's CPU profile: %d %v", code, err)
+		}
+	}()
+	return done
 }
