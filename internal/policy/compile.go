@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
@@ -98,15 +97,22 @@ func (c *compiler) localPods() []*localPod {
 // this node and are not even parsed.
 func (c *compiler) selectPolicies(locals []*localPod) {
 	byNS := map[string][]*localPod{}
-	labelsByNS := map[string][]labels.Set{}
 	for _, lp := range locals {
 		ns := podNamespace(lp.pod)
 		byNS[ns] = append(byNS[ns], lp)
-		labelsByNS[ns] = append(labelsByNS[ns], lp.pod.Labels)
+	}
+	index := make(map[string]*localLabelIndex, len(byNS))
+	for ns, pods := range byNS {
+		index[ns] = newLocalLabelIndex(pods)
 	}
 	for _, np := range c.policies {
 		ns := policyNamespace(np)
-		if len(byNS[ns]) == 0 || !mayMatchAny(&np.Spec.PodSelector, labelsByNS[ns]) {
+		ix := index[ns]
+		if ix == nil {
+			continue
+		}
+		pods, may := ix.candidates(&np.Spec.PodSelector)
+		if !may {
 			continue
 		}
 		key := ns + "/" + np.Name
@@ -116,7 +122,7 @@ func (c *compiler) selectPolicies(locals []*localPod) {
 			continue
 		}
 		var cp *compiledPolicy
-		for _, lp := range byNS[ns] {
+		for _, lp := range pods {
 			if !sel.Matches(lp.pod.Labels) {
 				continue
 			}

@@ -54,26 +54,3 @@ func selectorKey(ls *metav1.LabelSelector) string {
 	}
 	return b.String()
 }
-
-// mayMatchAny is a cheap necessary condition for a selector to match one of
-// the label sets: a selector made only of matchLabels must find each of them
-// on one pod. It lets a node skip the policies of its namespaces that select
-// none of its pods without converting their selectors.
-func mayMatchAny(ls *metav1.LabelSelector, sets []labels.Set) bool {
-	if len(ls.MatchExpressions) > 0 {
-		return true
-	}
-	for _, l := range sets {
-		all := true
-		for k, v := range ls.MatchLabels {
-			if got, ok := l[k]; !ok || got != v {
-				all = false
-				break
-			}
-		}
-		if all {
-			return true
-		}
-	}
-	return false
-}
