@@ -30,13 +30,14 @@ const MaxPeerRanges = 1_000_000
 // profile is the union of its policies, and which of them to blame would
 // need the compiler again; the largest profiles are where the hostile
 // policies are. pl itself is never modified: the compiler keeps it.
-func withinBudget(pl *plan.Plan, limit int) *plan.Plan {
+func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 	sizes := make([]int, len(pl.Profiles))
 	total := 0
 	for i, p := range pl.Profiles {
-		sizes[i] = profileRanges(p)
+		sizes[i] = sized.ranges(p)
 		total += sizes[i]
 	}
+	sized.done()
 	if total <= limit {
 		return pl
 	}
@@ -67,6 +68,36 @@ func withinBudget(pl *plan.Plan, limit int) *plan.Plan {
 	})
 	out.Problems = slices.Compact(out.Problems)
 	return &out
+}
+
+// rangeCache keeps profileRanges of the profiles of the last plan: the
+// compiler hands unchanged profiles over as the same pointers, so a sync
+// counts only the profiles that changed, not the million ranges of a plan
+// at the budget every time. A nil cache counts everything.
+type rangeCache struct {
+	last, used map[*plan.Profile]int
+}
+
+func (c *rangeCache) ranges(p *plan.Profile) int {
+	if c == nil {
+		return profileRanges(p)
+	}
+	n, ok := c.last[p]
+	if !ok {
+		n = profileRanges(p)
+	}
+	if c.used == nil {
+		c.used = make(map[*plan.Profile]int, len(c.last))
+	}
+	c.used[p] = n
+	return n
+}
+
+// done makes the profiles counted since the last done the cache.
+func (c *rangeCache) done() {
+	if c != nil {
+		c.last, c.used = c.used, nil
+	}
 }
 
 // profileRanges is what one profile costs the kernel: the address ranges of

@@ -62,7 +62,7 @@ func TestWithinBudget(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pl := &plan.Plan{Profiles: c.profiles, Problems: []plan.Problem{{Policy: "x/other", Field: "spec.ingress[0]", Message: "kept"}}}
-			got := withinBudget(pl, c.limit)
+			got := withinBudget(pl, c.limit, &rangeCache{})
 			if c.trimmed == nil && got != pl {
 				t.Fatalf("a plan within the budget was copied")
 			}
@@ -230,5 +230,21 @@ func TestEqualPeersShareOneSet(t *testing.T) {
 	}
 	if chains != 1 || sets != 1 {
 		t.Fatalf("the 200 port classes of equal peers have %d chains and %d IPv4 sets of the 200 peers, want 1 and 1", chains, sets)
+	}
+}
+
+// TestRangeCacheKeepsTheLastPlansProfiles: the sizes of the profiles of
+// the last plan are kept, by pointer, and only those.
+func TestRangeCacheKeepsTheLastPlansProfiles(t *testing.T) {
+	a, b := profile("a", plan.Ingress, ranges(1, 10)), profile("b", plan.Ingress, ranges(2, 20))
+	var c rangeCache
+	withinBudget(&plan.Plan{Profiles: []*plan.Profile{a, b}}, 100, &c)
+	if len(c.last) != 2 || c.last[a] != 10 || c.last[b] != 20 {
+		t.Fatalf("after the first plan: %v", c.last)
+	}
+	a2 := profile("a", plan.Ingress, ranges(1, 40))
+	got := withinBudget(&plan.Plan{Profiles: []*plan.Profile{a2, b}}, 50, &c)
+	if len(c.last) != 2 || c.last[a2] != 40 || c.last[b] != 20 || got.Profiles[0] == a2 {
+		t.Fatalf("after a changed profile: cache %v, want a's new size counted, the old one dropped, and a over the budget", c.last)
 	}
 }

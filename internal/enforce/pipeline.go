@@ -142,6 +142,7 @@ type Pipeline struct {
 	maxPeerRanges int
 	// refused counts the transactions refused in a row (see write).
 	refused int
+	sized   rangeCache // the profiles' sizes, for the budget
 }
 
 func (p *Pipeline) budget() int {
@@ -290,7 +291,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	t := now()
 	// Over the budget, the largest profiles allow nothing and their
 	// policies have a Problem; the rest is enforced as usual.
-	a.Plan = withinBudget(p.compiler.Plan(), p.budget())
+	a.Plan = withinBudget(p.compiler.Plan(), p.budget(), &p.sized)
 	a.Update = p.compiler.LastUpdate()
 	a.Audit = p.audit.plan(p.compiler)
 	a.Compile = t.lap()
@@ -385,7 +386,7 @@ func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
 // without changing the kernel. The bench uses it to find changes that
 // matter; a later Apply commits what it found.
 func (p *Pipeline) Pending() *nft.Delta {
-	return nft.Diff(p.renderer.RenderAudit(withinBudget(p.compiler.Plan(), p.budget()), p.audit.plan(p.compiler)), p.desired)
+	return nft.Diff(p.renderer.RenderAudit(withinBudget(p.compiler.Plan(), p.budget(), nil), p.audit.plan(p.compiler)), p.desired)
 }
 
 // Plan returns the plan of the last successful Apply, or nil.
@@ -451,7 +452,7 @@ func cpuTime() time.Duration {
 func Preview(s *cluster.Snapshot, node string, opts policy.Options, log nft.DropLog) (*plan.Plan, *nft.Table) {
 	p := New(node, opts, nil)
 	p.Load(s)
-	pl := withinBudget(p.compiler.Plan(), p.budget())
+	pl := withinBudget(p.compiler.Plan(), p.budget(), nil)
 	r := nft.Renderer{DropLog: log}
 	return pl, r.RenderAudit(pl, p.audit.plan(p.compiler))
 }
