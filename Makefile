@@ -22,9 +22,11 @@ fuzz:
 
 # kube-fence against kube-router's network policy controller in one sitting
 # (test/peer, docs/benchmarks-peer.md): builds kube-router from the Go module
-# proxy, then alternates the two at 100 and 1k pods. Not part of `go test
-# ./...` (build tag peer); about 4 minutes on 2 cores once both are built.
-PEER_ROUTERS ?= v2.10.0
+# proxy, then alternates them at 100 and 1k pods. Not part of `go test
+# ./...` (build tag peer). PEER_ROUTERS takes upstream versions or
+# MODULE@VERSION for a fork (hack/build-kube-router.sh); the default is the
+# kube-router K3s embeds (its k3s-io fork) and upstream v2.10.0.
+PEER_ROUTERS ?= github.com/k3s-io/kube-router/v2@v2.6.3-k3s1 v2.10.0
 PEER_FLAGS ?= -peer.sizes=100,1000 -peer.rounds=5
 PEER_OUT ?= $(CURDIR)/_output/benchmarks-peer.json
 bench-peer:
@@ -32,7 +34,7 @@ bench-peer:
 	./hack/build-kube-router.sh $(PEER_ROUTERS)
 	mkdir -p _output
 	go test -tags peer -count=1 -timeout 90m -v ./test/peer/ -run '^TestPeer$$' $(PEER_FLAGS) \
-		-peer.kube-router=$(subst $(space),$(comma),$(addprefix $(CURDIR)/_output/bin/kube-router-,$(PEER_ROUTERS))) \
+		-peer.kube-router=$(subst $(space),$(comma),$(foreach r,$(PEER_ROUTERS),$(CURDIR)/_output/bin/kube-router-$(lastword $(subst @, ,$(r))))) \
 		-peer.out=$(PEER_OUT)
 
 # Both suites against a real node (hack/node.sh) with kube-fence installed

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,20 +142,28 @@ func (r *fenceRun) fullSync(context.Context) (float64, error) {
 func (r *fenceRun) stop() error { return r.a.Stop(10 * time.Second) }
 
 // kubeRouter runs kube-router's network policy controller alone, with
-// iptables as its backend (the only one v2.10 has), IPv4 and IPv6.
+// iptables as its backend (the only one v2.6.3-k3s1 and v2.10.0 have), IPv4
+// and IPv6. Alone it is the same controller K3s runs embedded.
 type kubeRouter struct {
 	cp      *framework.ControlPlane
 	c       *testCluster
 	bin     string
 	version string
+	// healthAddr: the binary has --health-addr (v2.10 does, v2.6 does not
+	// and then listens for health checks on every address of the namespace).
+	healthAddr bool
 }
 
 func newKubeRouter(t *testing.T, cp *framework.ControlPlane, c *testCluster, bin string) *kubeRouter {
 	if st, err := os.Stat(bin); err != nil || st.Mode()&0o111 == 0 {
 		t.Fatalf("-peer.kube-router: %s is not an executable (run hack/build-kube-router.sh): %v", bin, err)
 	}
+	help, _ := exec.Command(bin, "--help").CombinedOutput() // pflag exits non-zero after --help
+	if !HasFlag(string(help), "run-firewall") {
+		t.Fatalf("-peer.kube-router: %s --help lists no --run-firewall; is it kube-router?\n%s", bin, help)
+	}
 	addNodeAddresses(t, cp, c.s.Nodes[0].Addresses)
-	return &kubeRouter{cp: cp, c: c, bin: bin, version: routerVersion(bin)}
+	return &kubeRouter{cp: cp, c: c, bin: bin, version: routerVersion(bin), healthAddr: HasFlag(string(help), "health-addr")}
 }
 
 // addNodeAddresses puts the node's addresses on the namespace's loopback,
@@ -188,12 +197,15 @@ func (k *kubeRouter) name() string { return "kube-router " + k.version }
 const routerMetrics = "127.0.0.1:9952"
 
 func (k *kubeRouter) start(t *testing.T) running {
-	p := k.cp.StartProcess(t, "kube-router-"+k.version, k.bin,
-		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
-		"--kubeconfig="+k.cp.AdminKubeconfig, "--hostname-override="+k.c.node,
+	argv := []string{k.bin, "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+		"--kubeconfig=" + k.cp.AdminKubeconfig, "--hostname-override=" + k.c.node,
 		"--enable-ipv4=true", "--enable-ipv6=true",
 		"--metrics-addr=127.0.0.1", "--metrics-port=9952", "--metrics-path=/metrics",
-		"--health-addr=127.0.0.1", "--health-port=9953", "-v=1")
+		"--health-port=9953", "-v=1"}
+	if k.healthAddr {
+		argv = append(argv, "--health-addr=127.0.0.1")
+	}
+	p := k.cp.StartProcess(t, "kube-router-"+k.version, argv...)
 	return &routerRun{p: p, cp: k.cp, c: k.c, client: &http.Client{
 		Transport: &http.Transport{DialContext: framework.NSDialer(k.cp.NS), DisableKeepAlives: true},
 		Timeout:   5 * time.Second,

@@ -94,3 +94,20 @@ func FenceFullSync(log string) (time.Duration, error) {
 	}
 	return 0, errors.New("the agent's log has no full sync (table updated with fullCompile=true) since its last start")
 }
+
+// HasFlag reports whether a program's --help output, in pflag's layout
+// ("  -v, --v string  ..." or "      --health-addr string  ..."), lists
+// --name. kube-router's flags differ between versions (v2.6 has no
+// --health-addr), and an unknown flag stops it at start.
+func HasFlag(help, name string) bool {
+	for line := range strings.Lines(help) {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "--") && strings.HasSuffix(f[0], ",") {
+			f = f[1:] // the shorthand
+		}
+		if len(f) > 0 && f[0] == "--"+name {
+			return true
+		}
+	}
+	return false
+}

@@ -102,3 +102,28 @@ time=2026-12-03T10:25:44.871Z level=INFO msg="table updated" changes=12 elements
 		t.Error("FenceFullSync found a full sync in a run that has none")
 	}
 }
+
+func TestHasFlag(t *testing.T) {
+	help := `Usage of kube-router:
+      --health-addr string    Health check address to listen on (Default: all interfaces)
+      --health-port uint16    Health check port, 0 = Disabled (default 20244)
+  -h, --help                  Print usage information.
+      --run-firewall          Enables Network Policy -- sets up iptables (see --iptables-sync-period)
+`
+	for _, c := range []struct {
+		name string
+		want bool
+	}{
+		{"health-addr", true},
+		{"health-port", true},
+		{"help", true},
+		{"run-firewall", true},
+		{"health", false},               // a prefix of a flag is not the flag
+		{"iptables-sync-period", false}, // named in a description only
+		{"h", false},                    // the shorthand is -h, not --h
+	} {
+		if got := HasFlag(help, c.name); got != c.want {
+			t.Errorf("HasFlag(help, %q) = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
