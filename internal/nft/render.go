@@ -433,7 +433,7 @@ func (b *profileBuilder) matchPeers(prefix string, union addrset.Set, parts []pl
 	if len(parts) == 0 && union.IsEmpty() {
 		return nil
 	}
-	if len(parts) == 0 || len(parts) > maxParts {
+	if !byParts(parts) {
 		return b.matchSets(prefix+"-v4", prefix+"-v6", union, verdict)
 	}
 	out := make([]Rule, 0, 2*len(parts))
@@ -443,6 +443,10 @@ func (b *profileBuilder) matchPeers(prefix string, union addrset.Set, parts []pl
 	}
 	return out
 }
+
+// byParts reports whether a union is matched by its parts' shared sets
+// rather than a set of its own.
+func byParts(parts []plan.PeerSet) bool { return len(parts) > 0 && len(parts) <= maxParts }
 
 // matchSets returns the rules ending in verdict for the peer addresses in
 // s, adding its IPv4 and IPv6 sets under those names. Every rule matching
