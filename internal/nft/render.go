@@ -415,7 +415,7 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 }
 
 // maxParts is the most peers a union is matched by one rule pair each. A
-// first packet pays about 0.1 us per rule with a set lookup it passes
+// first packet pays about 0.1 µs per rule with a set lookup it passes
 // (docs/benchmarks.md (d)), so a profile of a few peers keeps a near
 // constant first-packet cost, while one of thousands (a rule per ipBlock)
 // stays a single lookup in a union of its own.
@@ -449,8 +449,9 @@ func (b *profileBuilder) matchPeers(prefix string, union addrset.Set, parts []pl
 func byParts(parts []plan.PeerSet) bool { return len(parts) > 0 && len(parts) <= maxParts }
 
 // matchSets returns the rules ending in verdict for the peer addresses in
-// s, adding its IPv4 and IPv6 sets under those names. Every rule matching
-// a pair of address sets is made here.
+// s, adding its IPv4 and IPv6 sets under those names. Every rule of a
+// profile's NetworkPolicy part that matches a pair of address sets is made
+// here.
 func (b *profileBuilder) matchSets(name4, name6 string, s addrset.Set, verdict stmt) []Rule {
 	peer, peer6, _, _ := b.peerFields()
 	b.addSets(name4, name6, s)
