@@ -272,10 +272,14 @@ func (r *Renderer) addProfile(t *Table, p *plan.Profile, audit bool) {
 			t.AddChain(c)
 		}
 		for _, s := range prev.sets {
-			t.AddSet(s)
+			if _, ok := r.usedSets[s.Name]; ok {
+				continue // a peer's set another profile added
+			}
 			if rs, ok := r.sets[s.Name]; ok { // address sets; the port maps are the profile's own
 				r.usedSets[s.Name] = rs
+				s = rs.set
 			}
+			t.AddSet(s)
 		}
 		r.usedProfiles[key] = prev
 		return
@@ -354,29 +358,29 @@ func (b *profileBuilder) direction() (v4, v6 addrField, allow stmt, allowVerdict
 	return ipSaddr, ip6Saddr, accept, Verdict{Kind: expr.VerdictAccept}
 }
 
-// npRules returns the rules of a profile's NetworkPolicy part, adding its
-// any-port peer sets, its port map and one chain per port class whose
+// npRules returns the rules of a profile's NetworkPolicy part: the peers
+// allowed on any port, its port map and one chain per port class whose
 // peers are not everyone.
 //
-//	ingress-<id>:          ip saddr @ingress-<id>-any-v4 accept
-//	                       ip6 saddr @ingress-<id>-any-v6 accept
+//	ingress-<id>:          ip saddr @peer-<key>-v4 accept       (a pair per peer allowed on any port)
+//	                       ip6 saddr @peer-<key>-v6 accept
 //	                       meta l4proto . th dport vmap @ingress-<id>-ports
 //	                       goto drop-ingress
-//	ingress-<id>-tcp-80:   ip saddr @ingress-<id>-tcp-80-v4 accept ... goto drop-ingress
+//	ingress-<id>-tcp-80:   ip saddr @peer-<key>-v4 accept ...   (a pair per peer of the class)
+//	                       goto drop-ingress
 //
 // Egress is the same with daddr and return (the forward chain goes on to
-// check the destination's ingress).
+// check the destination's ingress). A peer's sets are named by what the
+// peer means (plan.PeerSet) and shared by every profile that uses it, so
+// a profile adds rules, not addresses, for peers other profiles have.
+// Beyond maxParts peers, a union is one pair of the profile's own sets
+// (ingress-<id>-any-v4, ingress-<id>-tcp-80-v4): see matchPeers.
 func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
-	peer, peer6, allow, allowVerdict := b.peerFields()
+	_, _, allow, allowVerdict := b.peerFields()
 	name := b.name
-	any4, any6, ports := name+"-any-v4", name+"-any-v6", name+"-ports"
-	rules := []Rule{
-		rule(peer.inSet(any4), allow),
-		rule(peer6.inSet(any6), allow),
-		rule(protoPortVmap(ports)),
-		rule(b.deny()),
-	}
-	b.addSets(any4, any6, p.Any)
+	ports := name + "-ports"
+	rules := b.matchPeers(name+"-any", p.Any, p.AnyParts, allow)
+	rules = append(rules, rule(protoPortVmap(ports)), rule(b.deny()))
 
 	portMap := &Set{Name: ports, Type: PortMap}
 	all := addrset.All()
@@ -395,12 +399,8 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 			class := fmt.Sprintf("%s-%s", name, portClassName(p.Ports[first[i]]))
 			v = Verdict{Kind: expr.VerdictGoto, Chain: class}
 			if first[i] == i {
-				b.addChain(&Chain{Name: class, Rules: []Rule{
-					rule(peer.inSet(class+"-v4"), allow),
-					rule(peer6.inSet(class+"-v6"), allow),
-					rule(b.deny()),
-				}})
-				b.addSets(class+"-v4", class+"-v6", c.Peers)
+				classRules := b.matchPeers(class, c.Peers, c.Parts, allow)
+				b.addChain(&Chain{Name: class, Rules: append(classRules, rule(b.deny()))})
 			}
 		}
 		portMap.Elems = append(portMap.Elems, Elem{
@@ -412,6 +412,50 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 	SortElems(portMap.Elems)
 	b.addSet(portMap)
 	return rules
+}
+
+// maxParts is the most peers a union is matched by one rule pair each. A
+// first packet pays about 0.1 µs per rule with a set lookup it passes
+// (docs/benchmarks.md (d)), so a profile of a few peers keeps a near
+// constant first-packet cost, while one of thousands (a rule per ipBlock)
+// stays a single lookup in a union of its own.
+const maxParts = 8
+
+// peerSetsPrefix starts the names of the sets shared by meaning.
+const peerSetsPrefix = "peer-"
+
+// matchPeers returns the rules ending in verdict for the peers of a union:
+// a pair per part, matching the part's shared sets, when there are at most
+// maxParts; otherwise, or for a plan that does not say the parts, a pair
+// matching the union in sets of its own, named by prefix. A union that is
+// empty and has no parts needs no rule.
+func (b *profileBuilder) matchPeers(prefix string, union addrset.Set, parts []plan.PeerSet, verdict stmt) []Rule {
+	if len(parts) == 0 && union.IsEmpty() {
+		return nil
+	}
+	if !byParts(parts) {
+		return b.matchSets(prefix+"-v4", prefix+"-v6", union, verdict)
+	}
+	out := make([]Rule, 0, 2*len(parts))
+	for _, pt := range parts {
+		name := peerSetsPrefix + pt.Key
+		out = append(out, b.matchSets(name+"-v4", name+"-v6", pt.Addrs, verdict)...)
+	}
+	return out
+}
+
+// byParts reports whether a union is matched by its parts' shared sets
+// rather than a set of its own.
+func byParts(parts []plan.PeerSet) bool { return len(parts) > 0 && len(parts) <= maxParts }
+
+// matchSets returns the rules ending in verdict for the peer addresses in
+// s, adding its IPv4 and IPv6 sets under those names. Every rule of a
+// profile's NetworkPolicy part that matches a pair of address sets is made
+// here.
+func (b *profileBuilder) matchSets(name4, name6 string, s addrset.Set, verdict stmt) []Rule {
+	peer, peer6, _, _ := b.peerFields()
+	b.addSets(name4, name6, s)
+	return []Rule{rule(peer.inSet(name4), verdict), rule(peer6.inSet(name6), verdict)}
 }
 
 func portClassName(c plan.PortClass) string {
@@ -429,12 +473,17 @@ func portKey(proto plan.Protocol, port uint16) []byte {
 }
 
 // addAddrSets adds the IPv4 and IPv6 interval sets holding s, reusing the
-// set of the previous render when its addresses are the same.
+// set this render or the previous one made under the name when its
+// addresses are the same: a peer's set shared by many profiles is one Set,
+// and checking it costs constant time for each profile after the first.
 func (r *Renderer) addAddrSets(t *Table, name4, name6 string, s addrset.Set) (v4, v6 *Set) {
 	return r.addrSet(t, name4, Addr4, s.V4()), r.addrSet(t, name6, Addr6, s.V6())
 }
 
 func (r *Renderer) addrSet(t *Table, name string, typ SetType, rs []addrset.Range) *Set {
+	if cur, ok := r.usedSets[name]; ok && sameRanges(cur.ranges, rs) {
+		return cur.set
+	}
 	prev, ok := r.sets[name]
 	if !ok || !sameRanges(prev.ranges, rs) {
 		prev = renderedSet{ranges: rs, set: &Set{Name: name, Type: typ, Ranges: rs}}

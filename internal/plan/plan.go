@@ -97,8 +97,10 @@ type Profile struct {
 	Direction Direction
 	// Policies are the "namespace/name" of the policies behind the profile.
 	Policies []string
-	// Any holds the peers allowed on every protocol and port.
-	Any addrset.Set
+	// Any holds the peers allowed on every protocol and port, and AnyParts
+	// the peers it is the union of (see PeerSet).
+	Any      addrset.Set
+	AnyParts []PeerSet
 	// Ports are disjoint port ranges, sorted by protocol and first port, each
 	// with the peers allowed on it.
 	Ports []PortClass
@@ -119,6 +121,23 @@ type PortClass struct {
 	Protocol    Protocol
 	First, Last uint16 // inclusive
 	Peers       addrset.Set
+	// Parts are peers whose union, less the profile's Any, is Peers: a
+	// packet from an Any peer is allowed before its port is looked at, so
+	// the dataplane may match the parts in place of Peers.
+	Parts []PeerSet
+}
+
+// PeerSet is the addresses of one peer as policies name it: the pods a
+// selector picks (a pod selector within a namespace or a namespace
+// selector), an ipBlock with its excepts, the pods of a peer serving a
+// named port on one number, or every address. Key is derived from that
+// meaning alone, so every profile using the peer names the same set, and it
+// stays when the peer's pods come and go. The compiler gives equal keys the
+// same Addrs value, which lets the dataplane hold one copy of a peer's
+// addresses however many profiles use it. Parts are sorted by Key.
+type PeerSet struct {
+	Key   string
+	Addrs addrset.Set
 }
 
 // Allows reports whether the profile lets traffic to or from peer on proto and

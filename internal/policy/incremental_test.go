@@ -57,6 +57,9 @@ func requireSamePlan(t *testing.T, c *Compiler, opts Options, when string) {
 	got := c.Plan()
 	snap := c.Snapshot()
 	want := Compile(snap, "node-1", opts)
+	if err := checkParts(got); err != nil {
+		t.Fatalf("%s: the Compiler's plan (full=%v): %v", when, c.LastUpdate().Full, err)
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: the Compiler's plan (full=%v) differs from Compile's:\n%s\ncluster:\n%s",
 			when, c.LastUpdate().Full, planDiff(got, want), dumpBrief(sorted(snap)))
@@ -97,9 +100,9 @@ func planLines(pl *plan.Plan) []string {
 		out = append(out, fmt.Sprintf("pod %s %v in=%s eg=%s", p.Key(), p.IPs, p.Ingress, p.Egress))
 	}
 	for _, p := range pl.Profiles {
-		out = append(out, fmt.Sprintf("profile %s %v any=%v", p.ID, p.Policies, p.Any))
+		out = append(out, fmt.Sprintf("profile %s %v any=%v parts=%v", p.ID, p.Policies, p.Any, p.AnyParts))
 		for _, pc := range p.Ports {
-			out = append(out, fmt.Sprintf("profile %s %v/%d-%d %v", p.ID, pc.Protocol, pc.First, pc.Last, pc.Peers))
+			out = append(out, fmt.Sprintf("profile %s %v/%d-%d %v parts=%v", p.ID, pc.Protocol, pc.First, pc.Last, pc.Peers, pc.Parts))
 		}
 	}
 	for _, p := range pl.Problems {

@@ -35,26 +35,21 @@ type leafDef struct {
 
 // egressNamed resolves a named port of an egress rule against its
 // destinations: for each port number, the addresses of the destination pods
-// that serve the name on that number. Addresses that belong to no
-// enforceable pod never match a named port, whatever the ipBlock says.
-func (c *compiler) egressNamed(r *compiledRule, n portName) map[uint16]setID {
+// that serve the name on that number, one part per peer of the rule.
+// Addresses that belong to no enforceable pod never match a named port,
+// whatever the ipBlock says.
+func (c *compiler) egressNamed(r *compiledRule, n portName) map[uint16][]part {
+	peers := r.peers
 	if r.allPeers {
-		return c.namedFor(nil, n)
+		peers = []*peer{nil}
 	}
-	if len(r.peers) == 1 {
-		return c.namedFor(r.peers[0], n)
-	}
-	perPort := map[uint16][]setID{}
-	for _, p := range r.peers {
+	perPort := map[uint16][]part{}
+	for _, p := range peers {
 		for num, set := range c.namedFor(p, n) {
-			perPort[num] = append(perPort[num], set)
+			perPort[num] = append(perPort[num], part{namedPartKey(p, n, num), set})
 		}
 	}
-	m := make(map[uint16]setID, len(perPort))
-	for num, sets := range perPort {
-		m[num] = c.sets.union(sets)
-	}
-	return m
+	return perPort
 }
 
 // namedFor resolves n for one peer: a selector peer's own pods, the pods

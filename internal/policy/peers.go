@@ -17,6 +17,7 @@ import (
 // or the addresses of its ipBlock.
 type peer struct {
 	id    setID         // every address the peer stands for
+	key   string        // peerKey of what the peer means, the same in every compiler
 	block bool          // an ipBlock peer
 	addrs addrset.Spans // an ipBlock peer's addresses
 
@@ -46,7 +47,7 @@ func (c *compiler) compilePeer(key, ns string, path *field.Path, p *networkingv1
 			return pr, true
 		}
 		sp := addrset.SpansOf(set)
-		pr := &peer{addrs: sp, id: c.sets.intern(sp), block: true}
+		pr := &peer{addrs: sp, id: c.sets.intern(sp), block: true, key: peerKey(memo)}
 		c.peers[memo] = pr
 		return pr, true
 	case p.PodSelector == nil && p.NamespaceSelector == nil:
@@ -87,7 +88,7 @@ func (c *compiler) selectorPeer(key, ns string, path *field.Path, podSel, nsSel 
 	if nsSelector != nil {
 		namespaces = c.selectNamespaces(nsSelector)
 	}
-	p := &peer{pods: c.selectPods(namespaces, pods), podSel: pods}
+	p := &peer{pods: c.selectPods(namespaces, pods), podSel: pods, key: peerKey(memo)}
 	if nsSelector != nil {
 		p.nsSel = nsSelector
 		c.nsPeers = append(c.nsPeers, p)

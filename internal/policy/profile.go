@@ -99,11 +99,13 @@ type portEntry struct {
 	proto       plan.Protocol
 	first, last uint16
 	peers       setID
+	parts       []part // what peers is the union of
 }
 
 // buildProfile unions the rules of the policies in one direction.
 func (c *compiler) buildProfile(dir plan.Direction, pols []*compiledPolicy, res *resolution) *plan.Profile {
 	var anyIDs []setID
+	var anyParts []part
 	var entries []portEntry
 	for _, cp := range pols {
 		rules := cp.ingress
@@ -116,6 +118,7 @@ func (c *compiler) buildProfile(dir plan.Direction, pols []*compiledPolicy, res 
 			}
 			if r.allPorts {
 				anyIDs = append(anyIDs, r.peerSet)
+				anyParts = append(anyParts, r.parts...)
 				continue
 			}
 			for _, ps := range r.ports {
@@ -125,12 +128,19 @@ func (c *compiler) buildProfile(dir plan.Direction, pols []*compiledPolicy, res 
 	}
 	if c.deps != nil {
 		c.deps.inputs = append(c.deps.inputs, anyIDs...)
+		for _, pt := range anyParts {
+			c.deps.inputs = append(c.deps.inputs, pt.id)
+		}
 		for _, e := range entries {
 			c.deps.inputs = append(c.deps.inputs, e.peers)
+			for _, pt := range e.parts {
+				c.deps.inputs = append(c.deps.inputs, pt.id)
+			}
 		}
 	}
 	anySet := c.sets.union(anyIDs)
-	return &plan.Profile{Direction: dir, Any: c.sets.planSet(anySet), Ports: c.partition(entries, anySet)}
+	return &plan.Profile{Direction: dir, Any: c.sets.planSet(anySet), AnyParts: c.peerSets(anyParts),
+		Ports: c.partition(entries, anySet)}
 }
 
 // appendEntries adds what one port of one rule allows. Numeric ports allow
@@ -138,17 +148,21 @@ func (c *compiler) buildProfile(dir plan.Direction, pols []*compiledPolicy, res 
 // and against each destination pod for egress.
 func (c *compiler) appendEntries(entries []portEntry, dir plan.Direction, r *compiledRule, ps portSpec, res *resolution) []portEntry {
 	if ps.name == "" {
-		return append(entries, portEntry{ps.proto, ps.first, ps.last, r.peerSet})
+		return append(entries, portEntry{ps.proto, ps.first, ps.last, r.peerSet, r.parts})
 	}
 	n := portName{ps.name, ps.proto}
 	if dir == plan.Ingress {
 		for _, num := range res.numbers(n) {
-			entries = append(entries, portEntry{ps.proto, num, num, r.peerSet})
+			entries = append(entries, portEntry{ps.proto, num, num, r.peerSet, r.parts})
 		}
 		return entries
 	}
-	for num, set := range c.egressNamed(r, n) {
-		entries = append(entries, portEntry{ps.proto, num, num, set})
+	for num, parts := range c.egressNamed(r, n) {
+		ids := make([]setID, len(parts))
+		for i, pt := range parts {
+			ids[i] = pt.id
+		}
+		entries = append(entries, portEntry{ps.proto, num, num, c.sets.union(ids), parts})
 	}
 	return entries
 }
@@ -157,7 +171,8 @@ func (c *compiler) appendEntries(entries []portEntry, dir plan.Direction, r *com
 // each with the union of the peers of the entries covering it, minus the
 // peers already allowed on every port. Classes left empty are dropped and
 // neighbours with equal peers merged, so the same decision always yields the
-// same classes.
+// same classes. A merged class keeps the parts of its first range: their
+// union less Any is the peers of the whole range.
 func (c *compiler) partition(entries []portEntry, anySet setID) []plan.PortClass {
 	var out []plan.PortClass
 	var last setID
@@ -173,9 +188,11 @@ func (c *compiler) partition(entries []portEntry, anySet setID) []plan.PortClass
 		for i := 0; i+1 < len(cuts); i++ {
 			first, end := cuts[i], cuts[i+1]-1
 			var covering []setID
+			var parts []part
 			for _, e := range entries {
 				if e.proto == proto && int(e.first) <= first && int(e.last) >= end {
 					covering = append(covering, e.peers)
+					parts = append(parts, e.parts...)
 				}
 			}
 			peers := c.sets.subtract(c.sets.union(covering), anySet)
@@ -187,7 +204,8 @@ func (c *compiler) partition(entries []portEntry, anySet setID) []plan.PortClass
 				out[n-1].Last = uint16(end)
 				continue
 			}
-			out = append(out, plan.PortClass{Protocol: proto, First: uint16(first), Last: uint16(end), Peers: c.sets.planSet(peers)})
+			out = append(out, plan.PortClass{Protocol: proto, First: uint16(first), Last: uint16(end),
+				Peers: c.sets.planSet(peers), Parts: c.peerSets(parts)})
 			last = peers
 		}
 	}

@@ -30,7 +30,8 @@ type compiledRule struct {
 	dead     bool
 	allPeers bool
 	peers    []*peer
-	peerSet  setID // union of the peers' addresses, or every address
+	peerSet  setID  // union of the peers' addresses, or every address
+	parts    []part // what peerSet is the union of
 	allPorts bool
 	ports    []portSpec
 }
@@ -102,11 +103,13 @@ func (c *compiler) compileRule(key, ns string, path, peersPath *field.Path,
 		if p, ok := c.compilePeer(key, ns, peersPath.Index(i), &peers[i]); ok {
 			r.peers = append(r.peers, p)
 			sets = append(sets, p.id)
+			r.parts = append(r.parts, part{p.key, p.id})
 		}
 	}
 	r.dead = (!r.allPorts && len(r.ports) == 0) || (!r.allPeers && len(r.peers) == 0)
 	if r.allPeers {
 		r.peerSet = c.allAddrs()
+		r.parts = []part{{allKey, r.peerSet}}
 	} else {
 		r.peerSet = c.sets.union(sets)
 	}

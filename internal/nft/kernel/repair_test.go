@@ -65,8 +65,8 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 		},
 		{
 			name:    "peer range shrunk",
-			tamper:  [][]string{{"delete", "element", "inet", nft.TableName, "ingress-i000000000001-tcp-8000-8080-v4", "{", "192.168.0.0/16", "}"}},
-			wantMsg: []string{"set ingress-i000000000001-tcp-8000-8080-v4: missing element 192.168.0.0/16"},
+			tamper:  [][]string{{"delete", "element", "inet", nft.TableName, "peer-00000000000b-v4", "{", "192.168.0.0/16", "}"}},
+			wantMsg: []string{"set peer-00000000000b-v4: missing element 192.168.0.0/16"},
 		},
 		{
 			name:   "drop chain emptied",

@@ -158,7 +158,8 @@ func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
 	var r nft.Renderer
 	syncAndVerify(t, c, r.Render(pl), "first sync")
 	pl.Pods = pl.Pods[:1] // x/b goes
-	edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = addrset.Set{} })
+	// Any keeps an address, so its sets stay in the table.
+	edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = addrset.OfAddrs(netip.MustParseAddr("10.42.0.99")) })
 	want := r.Render(pl)
 	res, err := c.Sync(want)
 	if err != nil {

@@ -10,8 +10,9 @@ import (
 )
 
 // Small is a small hand-written plan covering every table feature: an
-// ingress profile with any-port peers, a class open to everyone and a class
-// with peers; an egress profile; a pod open both ways; node addresses and
+// ingress profile with any-port peers (as one union), a class open to
+// everyone, a class with peers as shared parts and one as a union; an egress
+// profile; a pod open both ways; node addresses and
 // default deny of unknown pod addresses.
 func Small() *plan.Plan {
 	a := netip.MustParseAddr
@@ -35,7 +36,11 @@ func Small() *plan.Plan {
 				Any: addrset.Of(p("10.42.0.11/32"), p("fd00:10:42::11/128")),
 				Ports: []plan.PortClass{
 					{Protocol: plan.TCP, First: 80, Last: 80, Peers: all},
-					{Protocol: plan.TCP, First: 8000, Last: 8080, Peers: addrset.Of(p("192.168.0.0/16"), p("10.0.0.0/8")).Subtract(addrset.Of(p("10.42.0.0/16")))},
+					{Protocol: plan.TCP, First: 8000, Last: 8080, Peers: addrset.Of(p("192.168.0.0/16"), p("10.0.0.0/8")).Subtract(addrset.Of(p("10.42.0.0/16"))),
+						Parts: []plan.PeerSet{
+							{Key: "00000000000a", Addrs: addrset.Of(p("10.0.0.0/8")).Subtract(addrset.Of(p("10.42.0.0/16")))},
+							{Key: "00000000000b", Addrs: addrset.Of(p("192.168.0.0/16"))},
+						}},
 					{Protocol: plan.SCTP, First: 0, Last: 65535, Peers: addrset.Of(p("fd00::/8"))},
 				},
 			},

@@ -1,0 +1,46 @@
+package nft
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kube-fence/kube-fence/internal/plan"
+	"github.com/kube-fence/kube-fence/internal/policy"
+	"github.com/kube-fence/kube-fence/internal/policy/synth"
+)
+
+// TestPeerRangesCountsTheTable: PeerRanges is the number of elements the
+// rendered table holds in the profiles' address sets (the shared peer sets
+// and the profiles' own unions), for a hand-written plan and for compiled
+// ones, where most peers are shared.
+func TestPeerRangesCountsTheTable(t *testing.T) {
+	compiled := func(pods, policies int) *plan.Plan {
+		s := synth.Generate(synth.Config{Pods: pods, Policies: policies, Nodes: 10, Namespaces: 10, PodsOnNode: 60, Seed: 3})
+		return policy.Compile(s, synth.NodeName(0), policy.Options{})
+	}
+	for name, pl := range map[string]*plan.Plan{"small": testPlan(), "1k pods": compiled(1000, 100), "3k pods": compiled(3000, 300)} {
+		total, byProfile := PeerRanges(pl)
+		sum := 0
+		for _, n := range byProfile {
+			sum += n
+		}
+		tab := Render(pl)
+		inTable, shared := 0, 0
+		for sname, s := range tab.Sets {
+			if (s.Type != Addr4 && s.Type != Addr6) || strings.HasPrefix(sname, "node-addrs-") || strings.HasPrefix(sname, "pod-cidrs-") {
+				continue
+			}
+			inTable += s.Len()
+			if strings.HasPrefix(sname, peerSetsPrefix) {
+				shared++
+			}
+		}
+		if total != inTable || sum != total {
+			t.Errorf("%s: PeerRanges says %d (profiles sum to %d), the table holds %d", name, total, sum, inTable)
+		}
+		if name != "small" && shared == 0 {
+			t.Errorf("%s: no shared peer set in the table", name)
+		}
+		t.Logf("%s: %d ranges, %d shared sets", name, total, shared)
+	}
+}
