@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
+	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -31,11 +32,20 @@ const MaxPeerRanges = 1_000_000
 // need the compiler again; the largest profiles are where the hostile
 // policies are. pl itself is never modified: the compiler keeps it.
 func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
-	sizes := make([]int, len(pl.Profiles))
+	costs := make([]nft.ProfileCost, len(pl.Profiles))
+	sizes := make([]int, len(pl.Profiles)) // each profile's ranges as if alone
+	refs := map[string]int{}               // profiles matching each shared set
 	total := 0
 	for i, p := range pl.Profiles {
-		sizes[i] = sized.ranges(p)
-		total += sizes[i]
+		costs[i] = sized.cost(p)
+		sizes[i] = costs[i].Own
+		total += costs[i].Own
+		for _, pt := range distinctShared(costs[i]) {
+			sizes[i] += pt.Addrs.Len()
+			if refs[pt.Key]++; refs[pt.Key] == 1 {
+				total += pt.Addrs.Len()
+			}
+		}
 	}
 	sized.done()
 	if total <= limit {
@@ -58,9 +68,15 @@ func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 		}
 		p := pl.Profiles[i]
 		trimmed := *p
-		trimmed.Any, trimmed.Ports = addrset.Set{}, nil
+		trimmed.Any, trimmed.AnyParts, trimmed.Ports = addrset.Set{}, nil, nil
 		out.Profiles[i] = &trimmed
-		total -= sizes[i]
+		// A shared set leaves the table with the last profile matching it.
+		total -= costs[i].Own
+		for _, pt := range distinctShared(costs[i]) {
+			if refs[pt.Key]--; refs[pt.Key] == 0 {
+				total -= pt.Addrs.Len()
+			}
+		}
 		out.Problems = append(out.Problems, overBudget(p, sizes[i], need, limit)...)
 	}
 	slices.SortFunc(out.Problems, func(a, b plan.Problem) int {
@@ -70,52 +86,47 @@ func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 	return &out
 }
 
-// rangeCache keeps profileRanges of the profiles of the last plan: the
-// compiler hands unchanged profiles over as the same pointers, so a sync
-// counts only the profiles that changed, not the million ranges of a plan
-// at the budget every time. A nil cache counts everything.
-type rangeCache struct {
-	last, used map[*plan.Profile]int
+// distinctShared returns c's shared peer sets, each once: a profile may
+// match one peer both on every port and in a port class.
+func distinctShared(c nft.ProfileCost) []plan.PeerSet {
+	seen := make(map[string]bool, len(c.Shared))
+	return slices.DeleteFunc(slices.Clone(c.Shared), func(pt plan.PeerSet) bool {
+		if seen[pt.Key] {
+			return true
+		}
+		seen[pt.Key] = true
+		return false
+	})
 }
 
-func (c *rangeCache) ranges(p *plan.Profile) int {
+// rangeCache keeps the nft.CostOf the profiles of the last plan: the
+// compiler hands unchanged profiles over as the same pointers, so a sync
+// costs only the profiles that changed, not the million ranges of a plan
+// at the budget every time. A nil cache costs everything.
+type rangeCache struct {
+	last, used map[*plan.Profile]nft.ProfileCost
+}
+
+func (c *rangeCache) cost(p *plan.Profile) nft.ProfileCost {
 	if c == nil {
-		return profileRanges(p)
+		return nft.CostOf(p)
 	}
 	n, ok := c.last[p]
 	if !ok {
-		n = profileRanges(p)
+		n = nft.CostOf(p)
 	}
 	if c.used == nil {
-		c.used = make(map[*plan.Profile]int, len(c.last))
+		c.used = make(map[*plan.Profile]nft.ProfileCost, len(c.last))
 	}
 	c.used[p] = n
 	return n
 }
 
-// done makes the profiles counted since the last done the cache.
+// done makes the profiles costed since the last done the cache.
 func (c *rangeCache) done() {
 	if c != nil {
 		c.last, c.used = c.used, nil
 	}
-}
-
-// profileRanges is what one profile costs the kernel: the address ranges of
-// its sets. As the renderer does, port classes with the same peers share
-// one set and count once. This is the one place that counts; a renderer
-// that shares sets between profiles must be counted here the same way.
-func profileRanges(p *plan.Profile) int {
-	n := p.Any.Len()
-	peers := make([]addrset.Set, len(p.Ports))
-	for i, c := range p.Ports {
-		peers[i] = c.Peers
-	}
-	for i, first := range addrset.Distinct(peers) {
-		if first == i {
-			n += peers[i].Len()
-		}
-	}
-	return n
 }
 
 // overBudget is the Problem of each policy behind p, a profile that lost

@@ -46,6 +46,15 @@ func TestWithinBudget(t *testing.T) {
 	// Equal peers in two classes count once, as the renderer shares them.
 	shared := profile("shared", plan.Ingress, addrset.Set{}, ranges(6, 30), ranges(6, 30))
 	open := &plan.Profile{ID: "open", Direction: plan.Ingress, NotIsolated: true}
+	// Two profiles matching one peer's shared set (nft.CostOf: by parts):
+	// the table holds it once, and trimming one profile does not free it.
+	peer := plan.PeerSet{Key: "peer", Addrs: ranges(9, 50)}
+	byParts := func(id string, own addrset.Set) *plan.Profile {
+		p := profile(id, plan.Ingress, addrset.Set{}, peer.Addrs, own)
+		p.Ports[0].Parts = []plan.PeerSet{peer}
+		return p
+	}
+	partsA, partsB := byParts("parts-a", ranges(10, 30)), byParts("parts-b", ranges(11, 10))
 	for _, c := range []struct {
 		name     string
 		profiles []*plan.Profile
@@ -58,6 +67,9 @@ func TestWithinBudget(t *testing.T) {
 		{"the largest is not enough", []*plan.Profile{small, mid, big}, 45, []string{"big", "mid"}},
 		{"nothing fits", []*plan.Profile{small, mid, big, open}, 0, []string{"big", "mid", "small"}},
 		{"shared classes count once", []*plan.Profile{small, shared}, 40, nil},
+		{"a shared peer set counts once", []*plan.Profile{partsA, partsB}, 90, nil},
+		{"a shared peer set stays with its other profile", []*plan.Profile{partsA, partsB}, 89, []string{"parts-a"}},
+		{"a shared peer set leaves with its last profile", []*plan.Profile{partsA, partsB}, 9, []string{"parts-a", "parts-b"}},
 		{"equal sizes: the first by ID", []*plan.Profile{profile("a", plan.Ingress, ranges(7, 20)), profile("b", plan.Ingress, ranges(8, 20))}, 30, []string{"a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -239,12 +251,12 @@ func TestRangeCacheKeepsTheLastPlansProfiles(t *testing.T) {
 	a, b := profile("a", plan.Ingress, ranges(1, 10)), profile("b", plan.Ingress, ranges(2, 20))
 	var c rangeCache
 	withinBudget(&plan.Plan{Profiles: []*plan.Profile{a, b}}, 100, &c)
-	if len(c.last) != 2 || c.last[a] != 10 || c.last[b] != 20 {
+	if len(c.last) != 2 || c.last[a].Own != 10 || c.last[b].Own != 20 {
 		t.Fatalf("after the first plan: %v", c.last)
 	}
 	a2 := profile("a", plan.Ingress, ranges(1, 40))
 	got := withinBudget(&plan.Plan{Profiles: []*plan.Profile{a2, b}}, 50, &c)
-	if len(c.last) != 2 || c.last[a2] != 40 || c.last[b] != 20 || got.Profiles[0] == a2 {
+	if len(c.last) != 2 || c.last[a2].Own != 40 || c.last[b].Own != 20 || got.Profiles[0] == a2 {
 		t.Fatalf("after a changed profile: cache %v, want a's new size counted, the old one dropped, and a over the budget", c.last)
 	}
 }
