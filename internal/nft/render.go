@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/droplog"
@@ -15,11 +16,16 @@ import (
 
 // Fixed chain and set names. Everything per pod or per peer is data in these
 // sets and maps; only profiles (groups of pods selected by the same policies)
-// add chains.
+// add chains. The walk is split by address family once, at the top of the
+// forward chain, so a packet's fixed chains hold only its family's rules.
 const (
 	chainForward   = "forward"
-	chainEgress    = "egress"
-	chainIngress   = "ingress"
+	chainForward4  = "forward-v4"
+	chainForward6  = "forward-v6"
+	chainEgress4   = "egress-v4"
+	chainEgress6   = "egress-v6"
+	chainIngress4  = "ingress-v4"
+	chainIngress6  = "ingress-v6"
 	chainMidstream = "tcp-midstream"
 
 	setEgressPods4  = "egress-pods-v4"
@@ -117,6 +123,11 @@ func (r *Renderer) RenderAudit(pl, audit *plan.Plan) *Table {
 }
 
 // fixedChains are the chains every table has, the same whatever the plan.
+//
+// The first packet of a new connection is what the table costs (the forward
+// chain accepts the rest first), so its walk holds as few rules as the
+// decision needs: one nfproto dispatch, then only the rules of the packet's
+// family. An IPv4 packet never evaluates an ip6 rule, nor the other way round.
 func (r *Renderer) fixedChains() []*Chain {
 	if r.fixed != nil {
 		return r.fixed
@@ -127,12 +138,23 @@ func (r *Renderer) fixedChains() []*Chain {
 			Hook: &Hook{Hook: HookForward, Priority: ForwardPriority, Policy: "accept"},
 			Rules: []Rule{
 				rule(ctEstablishedRelated(), accept),
-				rule(icmpv6NeighbourDiscovery(), accept),
 				rule(tcpMidstream(), jump(chainMidstream)),
-				rule(jump(chainEgress)),
-				rule(jump(chainIngress)),
+				rule(nfproto(unix.NFPROTO_IPV4), verdict(expr.VerdictGoto, chainForward4)),
+				rule(nfproto(unix.NFPROTO_IPV6), verdict(expr.VerdictGoto, chainForward6)),
 			},
 		},
+		// Each family: egress of the source, then ingress of the
+		// destination. A chain reached by goto from the base chain ends in
+		// its policy, accept.
+		{Name: chainForward4, Rules: []Rule{
+			rule(jump(chainEgress4)),
+			rule(jump(chainIngress4)),
+		}},
+		{Name: chainForward6, Rules: []Rule{
+			rule(icmpv6NeighbourDiscovery(), accept),
+			rule(jump(chainEgress6)),
+			rule(jump(chainIngress6)),
+		}},
 		// A TCP connection whose conntrack entry was cut (see
 		// internal/conntrack) must not come back as a new flow from its
 		// other end: to or from a pod of the node, a TCP packet that is
@@ -144,27 +166,33 @@ func (r *Renderer) fixedChains() []*Chain {
 			rule(ipDaddr.inSet(setIngressPods4), drop),
 			rule(ip6Daddr.inSet(setIngressPods6), drop),
 		}},
-		// Egress of the node's pods: a pod's address sends the packet to
-		// its profile (which returns when allowed) or straight back when
-		// the pod is not isolated for egress. Unknown addresses of the
-		// node's pod CIDRs are dropped (the set is empty unless
-		// DefaultDenyUnknown).
-		{Name: chainEgress, Rules: []Rule{
-			rule(ipSaddr.vmap(setEgressPods4)),
-			rule(ip6Saddr.vmap(setEgressPods6)),
-			rule(ipSaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
-			rule(ip6Saddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
-		}},
-		// Ingress: the node itself may always reach its pods; then the same
-		// dispatch by destination address.
-		{Name: chainIngress, Rules: []Rule{
-			rule(ipSaddr.inSet(setNodeAddrs4), accept),
-			rule(ip6Saddr.inSet(setNodeAddrs6), accept),
-			rule(ipDaddr.vmap(setIngressPods4)),
-			rule(ip6Daddr.vmap(setIngressPods6)),
-			rule(ipDaddr.inSet(setPodCIDRs4), r.deny(droplog.SideUnknownAddress)),
-			rule(ip6Daddr.inSet(setPodCIDRs6), r.deny(droplog.SideUnknownAddress)),
-		}},
+	}
+	for _, f := range []struct {
+		egress, ingress            string
+		saddr, daddr               addrField
+		pods, ingPods, cidrs, node string
+	}{
+		{chainEgress4, chainIngress4, ipSaddr, ipDaddr, setEgressPods4, setIngressPods4, setPodCIDRs4, setNodeAddrs4},
+		{chainEgress6, chainIngress6, ip6Saddr, ip6Daddr, setEgressPods6, setIngressPods6, setPodCIDRs6, setNodeAddrs6},
+	} {
+		r.fixed = append(r.fixed,
+			// Egress of the node's pods: a pod's address sends the packet
+			// to its profile (which returns when allowed) or straight back
+			// when the pod is not isolated for egress. Unknown addresses
+			// of the node's pod CIDRs are dropped (the set is empty unless
+			// DefaultDenyUnknown).
+			&Chain{Name: f.egress, Rules: []Rule{
+				rule(f.saddr.vmap(f.pods)),
+				rule(f.saddr.inSet(f.cidrs), r.deny(droplog.SideUnknownAddress)),
+			}},
+			// Ingress: the node itself may always reach its pods; then the
+			// same dispatch by destination address.
+			&Chain{Name: f.ingress, Rules: []Rule{
+				rule(f.saddr.inSet(f.node), accept),
+				rule(f.daddr.vmap(f.ingPods)),
+				rule(f.daddr.inSet(f.cidrs), r.deny(droplog.SideUnknownAddress)),
+			}},
+		)
 	}
 	r.fixed = append(r.fixed, r.dropChains()...)
 	return r.fixed
@@ -354,6 +382,28 @@ func (b *profileBuilder) direction() (v4, v6 addrField, allow stmt, allowVerdict
 	return ipSaddr, ip6Saddr, accept, Verdict{Kind: expr.VerdictAccept}
 }
 
+// matchSets returns the rules that end in verdict when the profile's peer
+// address is in s, held by the sets name4 (IPv4) and name6 (IPv6): one rule
+// per family that s has addresses of. A set with no address of a family
+// would cost every packet of that family a lookup that never matches, so
+// its rule is left out; the chain holding these rules must therefore be
+// rendered again whenever s gains or loses a family, which a profile's
+// chains are, since they are rebuilt whenever the profile changes (a
+// transaction that replaces the few rules of that one chain).
+//
+// This is the one place a profile chain matches an address set pair.
+func (b *profileBuilder) matchSets(name4, name6 string, s addrset.Set, verdict stmt) []Rule {
+	peer, peer6, _, _ := b.peerFields()
+	var out []Rule
+	if len(s.V4()) > 0 {
+		out = append(out, rule(peer.inSet(name4), verdict))
+	}
+	if len(s.V6()) > 0 {
+		out = append(out, rule(peer6.inSet(name6), verdict))
+	}
+	return out
+}
+
 // npRules returns the rules of a profile's NetworkPolicy part, adding its
 // any-port peer sets, its port map and one chain per port class whose
 // peers are not everyone.
@@ -367,15 +417,11 @@ func (b *profileBuilder) direction() (v4, v6 addrField, allow stmt, allowVerdict
 // Egress is the same with daddr and return (the forward chain goes on to
 // check the destination's ingress).
 func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
-	peer, peer6, allow, allowVerdict := b.peerFields()
+	_, _, allow, allowVerdict := b.peerFields()
 	name := b.name
 	any4, any6, ports := name+"-any-v4", name+"-any-v6", name+"-ports"
-	rules := []Rule{
-		rule(peer.inSet(any4), allow),
-		rule(peer6.inSet(any6), allow),
-		rule(protoPortVmap(ports)),
-		rule(b.deny()),
-	}
+	rules := b.matchSets(any4, any6, p.Any, allow)
+	rules = append(rules, rule(protoPortVmap(ports)), rule(b.deny()))
 	b.addSets(any4, any6, p.Any)
 
 	portMap := &Set{Name: ports, Type: PortMap}
@@ -395,11 +441,8 @@ func (b *profileBuilder) npRules(p *plan.Profile) []Rule {
 			class := fmt.Sprintf("%s-%s", name, portClassName(p.Ports[first[i]]))
 			v = Verdict{Kind: expr.VerdictGoto, Chain: class}
 			if first[i] == i {
-				b.addChain(&Chain{Name: class, Rules: []Rule{
-					rule(peer.inSet(class+"-v4"), allow),
-					rule(peer6.inSet(class+"-v6"), allow),
-					rule(b.deny()),
-				}})
+				rules := b.matchSets(class+"-v4", class+"-v6", c.Peers, allow)
+				b.addChain(&Chain{Name: class, Rules: append(rules, rule(b.deny()))})
 				b.addSets(class+"-v4", class+"-v6", c.Peers)
 			}
 		}
