@@ -22,7 +22,7 @@ func TestRenderText(t *testing.T) {
 		"10.42.0.10 comment \"x/a\" : goto egress-e000000000002",
 		"10.42.0.11 comment \"x/b\" : return",
 		"fd00:10:42::11 comment \"x/b\" : accept",
-		"ip saddr @ingress-i000000000001-any-v4 accept comment \"x/allow x/deny\"",
+		"ip saddr @ingress-i000000000001-any-v4-h accept comment \"x/allow x/deny\"",
 		"tcp . 80 : accept",
 		"tcp . 8000-8080 : goto ingress-i000000000001-tcp-8000-8080",
 		"sctp . 0-65535 : goto ingress-i000000000001-sctp-0-65535",
