@@ -94,7 +94,7 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 				cfg.Datapath.Policies = list
 			}
 			if f.Changed("datapath-cnps") {
-				list, err := intList(cnps)
+				list, err := cnpCounts(cnps)
 				if err != nil {
 					return exitError{code: 2, msg: "--datapath-cnps: " + err.Error()}
 				}
@@ -144,7 +144,7 @@ Every number is a median with its range; the tables are Markdown. It needs root.
 	f.IntVar(&runs, "runs", 0, "repetitions of each full compile and apply (default: 1 small, 5 full)")
 	f.IntVar(&changeRuns, "change-runs", 0, "repetitions of each incremental change (default: 2 small, 20 full)")
 	f.StringVar(&policies, "datapath-policies", "", "policy counts the datapath compares, the first 0 (default: 0,100 small; 0,1,1000,10000 full)")
-	f.StringVar(&cnps, "datapath-cnps", "", "ClusterNetworkPolicy counts the datapath measures beside them, none 0 (default: 10 small; 10,100 full)")
+	f.StringVar(&cnps, "datapath-cnps", "", "ClusterNetworkPolicy counts the datapath measures beside them; 0 measures none (default: 10 small; 10,100 full)")
 	f.IntVar(&rounds, "rounds", 0, "datapath rounds (default: 1 small, 5 full)")
 	f.BoolVar(&datapathLog, "datapath-log-denied", true, "the datapath's tables log denied packets, as the agent's --log-denied does; false renders plain drops")
 	f.IntVar(&datapathAudit, "datapath-audit", 0, "add this many NetworkPolicies in audit mode to every datapath pair (copies of its policies, allowing the measured connection), so the audit chains judge each new connection")
@@ -221,6 +221,15 @@ func intList(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// cnpCounts parses --datapath-cnps, where 0 alone means none.
+func cnpCounts(s string) ([]int, error) {
+	list, err := intList(s)
+	if err != nil || len(list) == 1 && list[0] == 0 {
+		return nil, err
+	}
+	return list, nil
 }
 
 func writeBench(cmd *cobra.Command, res *bench.Results, jsonFile, plotFile string) error {

@@ -5,6 +5,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,11 +76,26 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--runs", "0"}, "want at least 1"},
 		{[]string{"--size", "full", "--pods", "10000,7"}, "--pods 7: --size full measures 1000, 5000, 10000, 20000, 50000, 100000 pods"},
 		{[]string{"--pods", "ten"}, `--pods: "ten" is not a list of counts`},
+		{[]string{"--datapath-cnps", "10,0"}, "want positive counts (0 is the baseline)"},
 	}
 	for _, c := range cases {
 		_, stderr, code := run(t, "", append([]string{"bench"}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("bench %v: exit %d, %q; want exit 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// TestCNPCounts: --datapath-cnps 0 measures no ClusterNetworkPolicies, as
+// its help says, instead of failing validation.
+func TestCNPCounts(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+	}{{"0", nil}, {"10", []int{10}}, {"10,100", []int{10, 100}}} {
+		got, err := cnpCounts(c.in)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("cnpCounts(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
 }

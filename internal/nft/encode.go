@@ -143,6 +143,10 @@ func nftSet(name string, t SetType) *nftables.Set {
 		s.KeyType, s.Interval = nftables.TypeIPAddr, true
 	case Addr6:
 		s.KeyType, s.Interval = nftables.TypeIP6Addr, true
+	case Host4:
+		s.KeyType = nftables.TypeIPAddr
+	case Host6:
+		s.KeyType = nftables.TypeIP6Addr
 	case PodMap4:
 		s.KeyType, s.IsMap, s.DataType = nftables.TypeIPAddr, true, nftables.TypeVerdict
 	case PodMap6:

@@ -27,7 +27,7 @@ func TestPeerRangesCountsTheTable(t *testing.T) {
 		tab := Render(pl)
 		inTable, shared := 0, 0
 		for sname, s := range tab.Sets {
-			if (s.Type != Addr4 && s.Type != Addr6) || strings.HasPrefix(sname, "node-addrs-") || strings.HasPrefix(sname, "pod-cidrs-") {
+			if (s.Type != Addr4 && s.Type != Addr6 && s.Type != Host4 && s.Type != Host6) || strings.HasPrefix(sname, "node-addrs-") || strings.HasPrefix(sname, "pod-cidrs-") {
 				continue
 			}
 			inTable += s.Len()

@@ -37,8 +37,8 @@ func TestRenderSharesPeerSets(t *testing.T) {
 	var r Renderer
 	t1 := r.Render(&plan.Plan{Pods: pods, Profiles: []*plan.Profile{in1, in2}})
 	for name, want := range map[string]int{
-		"peer-0000000000aa-v4": 1, "peer-0000000000aa-v6": 1, "peer-0000000000bb-v4": 1,
-		"ingress-i2-tcp-443-v4": maxParts + 1, "peer-000000000100-v4": -1,
+		"peer-0000000000aa-v4": 1, "peer-0000000000aa-v6": 1, "peer-0000000000bb-v4-h": 1,
+		"ingress-i2-tcp-443-v4-h": maxParts + 1, "peer-000000000100-v4": -1,
 	} {
 		s := t1.Sets[name]
 		switch {
@@ -50,8 +50,8 @@ func TestRenderSharesPeerSets(t *testing.T) {
 			t.Errorf("set %s has %d elements, want %d", name, s.Len(), want)
 		}
 	}
-	if got := len(t1.Chains["ingress-i2-tcp-80"].Rules); got != 5 {
-		t.Errorf("chain ingress-i2-tcp-80 has %d rules, want a pair per peer and the deny", got)
+	if got := len(t1.Chains["ingress-i2-tcp-80"].Rules); got != 4 {
+		t.Errorf("chain ingress-i2-tcp-80 has %d rules, want a rule per peer and family with addresses, and the deny", got)
 	}
 
 	// A new profile using the shared peer adds rules and no elements.
@@ -68,9 +68,9 @@ func TestRenderSharesPeerSets(t *testing.T) {
 
 	// The shared sets stay while a profile uses them, and go with the last.
 	t3 := r.Render(&plan.Plan{Pods: pods3[2:], Profiles: []*plan.Profile{in3}})
-	if t3.Sets["peer-0000000000aa-v4"] == nil || t3.Sets["peer-0000000000bb-v4"] != nil {
+	if t3.Sets["peer-0000000000aa-v4"] == nil || t3.Sets["peer-0000000000bb-v4-h"] != nil {
 		t.Errorf("after i1 and i2 went: shared set kept %v, i2's own peer kept %v",
-			t3.Sets["peer-0000000000aa-v4"] != nil, t3.Sets["peer-0000000000bb-v4"] != nil)
+			t3.Sets["peer-0000000000aa-v4"] != nil, t3.Sets["peer-0000000000bb-v4-h"] != nil)
 	}
 	t4 := r.Render(&plan.Plan{})
 	for name := range t4.Sets {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables/expr"
+
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -20,7 +22,7 @@ func TestRenderText(t *testing.T) {
 		"10.42.0.10 comment \"x/a\" : goto egress-e000000000002",
 		"10.42.0.11 comment \"x/b\" : return",
 		"fd00:10:42::11 comment \"x/b\" : accept",
-		"ip saddr @ingress-i000000000001-any-v4 accept comment \"x/allow x/deny\"",
+		"ip saddr @ingress-i000000000001-any-v4-h accept comment \"x/allow x/deny\"",
 		"tcp . 80 : accept",
 		"tcp . 8000-8080 : goto ingress-i000000000001-tcp-8000-8080",
 		"sctp . 0-65535 : goto ingress-i000000000001-sctp-0-65535",
@@ -28,8 +30,13 @@ func TestRenderText(t *testing.T) {
 		"elements = { 10.0.0.0-10.41.255.255,",
 		"10.43.0.0-10.255.255.255",
 		"ip saddr @peer-00000000000a-v4 accept",
-		"ip6 saddr @peer-00000000000b-v6 accept",
-		"ip saddr @ingress-i000000000001-sctp-0-65535-v4 accept",
+		"ip saddr @peer-00000000000b-v4 accept",
+		"ip6 saddr @ingress-i000000000001-sctp-0-65535-v6 accept",
+		"meta l4proto . th dport vmap @egress-e000000000002-ports comment \"x/egress\"",
+		"meta nfproto ipv4 goto forward-v4",
+		"meta nfproto ipv6 goto forward-v6",
+		"chain forward-v4 {\n\t\tjump egress-v4\n\t\tjump ingress-v4\n\t}",
+		"chain forward-v6 {\n\t\ticmpv6 type 133-136 accept\n\t\tjump egress-v6\n\t\tjump ingress-v6\n\t}",
 		"ip saddr @pod-cidrs-v4 goto drop-unknown-address",
 		"ip daddr @pod-cidrs-v4 goto drop-unknown-address",
 		"chain drop-egress {\n\t\tlimit rate over 100/second burst 100 packets counter drop\n\t\tlog prefix \"kube-fence deny egress\" group 1617 drop\n",
@@ -74,6 +81,7 @@ func TestRenderSharedAddress(t *testing.T) {
 // so the log, one line per denied attempt, leaves them out.
 func TestEveryDenyNamesItsSide(t *testing.T) {
 	tab := Render(testPlan())
+	fixed := map[string]bool{chainEgress4: true, chainEgress6: true, chainIngress4: true, chainIngress6: true}
 	for name, c := range tab.Chains {
 		if strings.HasPrefix(name, "drop-") || name == chainMidstream {
 			continue
@@ -84,6 +92,7 @@ func TestEveryDenyNamesItsSide(t *testing.T) {
 			}
 			side := ""
 			switch {
+			case fixed[name]: // unknown addresses
 			case strings.HasPrefix(name, "egress-"):
 				side = "egress"
 			case strings.HasPrefix(name, "ingress-"):
@@ -122,5 +131,53 @@ func TestDropLogValidate(t *testing.T) {
 	}
 	if err := (DropLog{Rate: 1 << 30}).Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "log rate") {
 		t.Errorf("a huge rate: err = %v, want one naming the log rate", err)
+	}
+}
+
+// TestFamilyWalk: after the dispatch at the top of the forward chain, the
+// chains of one family hold no rule of the other, and no profile chain
+// looks a packet up in a set that holds no address of its family (such a
+// lookup costs every new connection and never matches).
+func TestFamilyWalk(t *testing.T) {
+	tab := Render(testPlan())
+	for _, tc := range []struct {
+		chains []string
+		other  string
+	}{
+		{[]string{chainForward4, chainEgress4, chainIngress4}, "ip6 "},
+		{[]string{chainForward6, chainEgress6, chainIngress6}, "ip "},
+	} {
+		for _, name := range tc.chains {
+			for _, r := range tab.Chains[name].Rules {
+				if strings.HasPrefix(r.Text, tc.other) {
+					t.Errorf("chain %s: %s", name, r.Text)
+				}
+			}
+		}
+	}
+	fixed := map[string]bool{}
+	for _, c := range (&Renderer{}).fixedChains() {
+		fixed[c.Name] = true
+	}
+	lookups := 0
+	for name, c := range tab.Chains {
+		if fixed[name] {
+			continue
+		}
+		for _, r := range c.Rules {
+			for _, e := range r.Exprs {
+				l, ok := e.(*expr.Lookup)
+				if !ok {
+					continue
+				}
+				lookups++
+				if s := tab.Sets[l.SetName]; s == nil || s.Len() == 0 {
+					t.Errorf("chain %s looks up the empty set %s: %s", name, l.SetName, r.Text)
+				}
+			}
+		}
+	}
+	if lookups == 0 {
+		t.Error("no profile chain looks up a set: the test plan has no isolated pod")
 	}
 }

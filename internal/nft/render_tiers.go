@@ -6,11 +6,13 @@ import (
 
 	"github.com/google/nftables/expr"
 
+	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
 // The ClusterNetworkPolicy tiers. A tiered profile's chain runs the admin
-// rules first, each rule one pair of rules per alternative (IPv4, IPv6),
+// rules first, each rule one pair of rules per alternative (IPv4, IPv6; a
+// family the alternative has no address of has no rule),
 // then the rest of the decision:
 //
 //	ingress-<id>:        ip saddr @cnp-<rule>-v4 [meta l4proto . th dport @cnp-<rule>-ports] accept|drop|goto ingress-<id>-pass
@@ -63,7 +65,9 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 		rest = append(rest, rule(allow))
 	} else {
 		if b.dir == plan.Egress {
-			rest = append(rest, rule(ipDaddr.inSet(setNodeAddrs4), ret), rule(ip6Daddr.inSet(setNodeAddrs6), ret))
+			// The node's addresses change without the profile: both
+			// families' rules stay, whatever the sets hold.
+			rest = append(rest, b.matchSets(setNodeAddrs4, setNodeAddrs6, addrset.All(), ret)...)
 		}
 		np := b.npRules(p)
 		if len(p.Policies) > 0 {
@@ -83,12 +87,11 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 // tierRules returns the rules of one ClusterNetworkPolicy rule, ending in
 // v, and adds its sets.
 func (b *profileBuilder) tierRules(r *plan.TierRule, tier string, v stmt) []Rule {
-	peer, peer6, _, _ := b.peerFields()
 	var out []Rule
 	for _, m := range r.Matches {
 		set4, set6 := tierSetsPrefix+m.Key+"-v4", tierSetsPrefix+m.Key+"-v6"
 		b.addSets(set4, set6, m.Peers)
-		r4, r6 := []stmt{peer.inSet(set4)}, []stmt{peer6.inSet(set6)}
+		then := v
 		if m.Ports != nil {
 			ports := tierSetsPrefix + m.Key + "-ports"
 			if m.Local {
@@ -100,9 +103,9 @@ func (b *profileBuilder) tierRules(r *plan.TierRule, tier string, v stmt) []Rule
 			}
 			SortElems(s.Elems)
 			b.addSet(s)
-			r4, r6 = append(r4, protoPortInSet(ports)), append(r6, protoPortInSet(ports))
+			then = seq(protoPortInSet(ports), v)
 		}
-		out = append(out, rule(append(r4, v)...), rule(append(r6, v)...))
+		out = append(out, b.matchSets(set4, set6, m.Peers, then)...)
 	}
 	if len(out) > 0 {
 		out[0] = out[0].withComment(fmt.Sprintf("%s %s %s %s", tier, r.Policy, r.Field, r.Action))

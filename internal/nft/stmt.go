@@ -33,6 +33,12 @@ func rule(parts ...stmt) Rule {
 	return r
 }
 
+// seq joins statements into one, as rule does.
+func seq(parts ...stmt) stmt {
+	r := rule(parts...)
+	return stmt{exprs: r.Exprs, text: r.Text}
+}
+
 // withComment attaches a comment, which nft limits to 128 bytes.
 func (r Rule) withComment(c string) Rule {
 	r.Comment = shortComment(c)
@@ -223,5 +229,20 @@ func nflog(prefix string, group uint16) stmt {
 			Data:  []byte(prefix),
 		}},
 		text: fmt.Sprintf("log prefix %q group %d", prefix, group),
+	}
+}
+
+// nfproto matches the packet's address family: `meta nfproto ipv4`.
+func nfproto(family byte) stmt {
+	name := "ipv4"
+	if family == unix.NFPROTO_IPV6 {
+		name = "ipv6"
+	}
+	return stmt{
+		exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{family}},
+		},
+		text: "meta nfproto " + name,
 	}
 }

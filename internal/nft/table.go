@@ -137,7 +137,7 @@ type Rule struct {
 }
 
 // SetType is the key (and data) of a set kube-fence uses. The table needs
-// only these five shapes.
+// only these shapes.
 type SetType uint8
 
 const (
@@ -152,14 +152,18 @@ const (
 	// PortSet is an interval set of protocol . port, the ports of a
 	// ClusterNetworkPolicy rule.
 	PortSet
+	// Host4 and Host6 are hash sets of single addresses: one lookup
+	// whatever their size, where an interval set is a binary search.
+	Host4
+	Host6
 )
 
 // Family returns 4 or 6 for address-keyed types, 0 otherwise.
 func (t SetType) Family() int {
 	switch t {
-	case Addr4, PodMap4:
+	case Addr4, PodMap4, Host4:
 		return 4
-	case Addr6, PodMap6:
+	case Addr6, PodMap6, Host6:
 		return 6
 	}
 	return 0
@@ -176,7 +180,8 @@ type Set struct {
 	Name  string
 	Type  SetType
 	Elems []Elem
-	// Ranges holds the elements of an address set (Addr4, Addr6) instead
+	// Ranges holds the elements of an address set (Addr4, Addr6; Host4
+	// and Host6, whose ranges are single addresses) instead
 	// of Elems when the set was rendered from a plan: the plan's own
 	// ranges, shared rather than copied, since a node's table holds about
 	// 110,000 of them at 10k pods. Elements returns the elements either
@@ -188,7 +193,13 @@ type Set struct {
 // rendered from ranges they are made on each call.
 func (s *Set) Elements() []Elem {
 	if s.Ranges != nil {
-		return rangeElems(s.Ranges)
+		es := rangeElems(s.Ranges)
+		if s.Type == Host4 || s.Type == Host6 {
+			for i := range es {
+				es[i].KeyEnd = nil
+			}
+		}
+		return es
 	}
 	return s.Elems
 }

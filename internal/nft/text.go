@@ -58,9 +58,9 @@ func writeSet(b *strings.Builder, s *Set) {
 
 func typeText(t SetType) string {
 	switch t {
-	case Addr4:
+	case Addr4, Host4:
 		return "ipv4_addr"
-	case Addr6:
+	case Addr6, Host6:
 		return "ipv6_addr"
 	case PodMap4:
 		return "ipv4_addr : verdict"
@@ -80,7 +80,7 @@ func ElemText(t SetType, e Elem) string {
 	switch t {
 	case Addr4, Addr6:
 		key = addrset.Range{From: AddrFromKey(e.Key), To: AddrFromKey(e.KeyEnd)}.String()
-	case PodMap4, PodMap6:
+	case PodMap4, PodMap6, Host4, Host6:
 		key = AddrFromKey(e.Key).String()
 	case PortMap, PortSet:
 		key = portRangeText(e.Key, e.KeyEnd)

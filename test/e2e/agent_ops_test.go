@@ -230,7 +230,7 @@ func (c *env) stepTamperUnowned() {
 	for _, args := range [][]string{
 		{"delete", "element", "inet", "kube-fence", "ingress-pods-v4", "{", "10.42.0.10", "}"},
 		{"insert", "rule", "inet", "kube-fence", "forward", "accept"},
-		{"flush", "chain", "inet", "kube-fence", "ingress"},
+		{"flush", "chain", "inet", "kube-fence", "ingress-v4"},
 		{"delete", "table", "inet", "kube-fence"},
 		{"flush", "ruleset"},
 	} {

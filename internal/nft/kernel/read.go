@@ -146,6 +146,10 @@ func decodeSetHeader(m netlink.Message) (string, nft.SetType, error) {
 		return name, nft.Addr4, nil
 	case !isMap && interval && keyLen == 16 && keyType == typeIPv6Addr:
 		return name, nft.Addr6, nil
+	case !isMap && !interval && keyLen == 4 && keyType == typeIPv4Addr:
+		return name, nft.Host4, nil
+	case !isMap && !interval && keyLen == 16 && keyType == typeIPv6Addr:
+		return name, nft.Host6, nil
 	case verdictMap && !interval && keyLen == 4 && keyType == typeIPv4Addr:
 		return name, nft.PodMap4, nil
 	case verdictMap && !interval && keyLen == 16 && keyType == typeIPv6Addr:

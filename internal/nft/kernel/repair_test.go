@@ -33,7 +33,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 	if _, err := c.Sync(want); err != nil {
 		t.Fatal(err)
 	}
-	list := mustRun(t, ns, "nft", "-a", "list", "chain", "inet", nft.TableName, "ingress")
+	list := mustRun(t, ns, "nft", "-a", "list", "chain", "inet", nft.TableName, "ingress-v4")
 	cases := []struct {
 		name    string
 		tamper  [][]string
@@ -41,8 +41,8 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 	}{
 		{
 			name:    "rule deleted",
-			tamper:  [][]string{{"delete", "rule", "inet", nft.TableName, "ingress", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
-			wantMsg: []string{"chain ingress: rule 3 is ip6 daddr vmap @ingress-pods-v6", "chain ingress: rule 6 missing: ip6 daddr @pod-cidrs-v6 goto drop-unknown-address"},
+			tamper:  [][]string{{"delete", "rule", "inet", nft.TableName, "ingress-v4", "handle", handleOf(t, list, "vmap @ingress-pods-v4")}},
+			wantMsg: []string{"chain ingress-v4: rule 2 is ip daddr @pod-cidrs-v4 goto drop-unknown-address", "chain ingress-v4: rule 3 missing: ip daddr @pod-cidrs-v4 goto drop-unknown-address"},
 		},
 		{
 			name:    "element deleted",
@@ -60,7 +60,7 @@ func TestVerifyNamesTamperingAndRepairFixesIt(t *testing.T) {
 			},
 			wantMsg: []string{
 				`set egress-pods-v4: element is 10.42.0.11 : accept, want 10.42.0.11 comment "x/b" : return`,
-				"chain intruder: not wanted", "set intruder-set: not wanted", "chain forward: unexpected rule 6: ip saddr 10.9.9.9 accept",
+				"chain intruder: not wanted", "set intruder-set: not wanted", "chain forward: unexpected rule 5: ip saddr 10.9.9.9 accept",
 			},
 		},
 		{

@@ -104,7 +104,7 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-pods-v4", "{", "10.42.0.12", "}")
-	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-i000000000001-any-v4", "{", "10.42.0.50", "}")
+	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "ingress-i000000000001-any-v4-h", "{", "10.42.0.50", "}")
 	mustRun(t, ns, "nft", "delete", "element", "inet", nft.TableName, "egress-pods-v6", "{", "fd00:10:42::11", "}")
 	d, err := c.VerifyApplied(want, res.Delta)
 	if err != nil {
@@ -113,7 +113,7 @@ func TestVerifyAppliedSeesWhatTheTransactionTouched(t *testing.T) {
 	text := strings.Join(d.Differences, "\n")
 	for _, w := range []string{
 		`set ingress-pods-v4: missing element 10.42.0.12 comment "x/c" : goto ingress-i000000000001`,
-		"set ingress-i000000000001-any-v4: missing element 10.42.0.50",
+		"set ingress-i000000000001-any-v4-h: missing element 10.42.0.50",
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("verify applied does not report %q; it reports:\n%s", w, text)
@@ -178,6 +178,51 @@ func TestVerifyAppliedSeesDeletedElementsComeBack(t *testing.T) {
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("verify applied does not report %q; it reports:\n%s", w, text)
+		}
+	}
+}
+
+// TestPeerSetKindChangeIsIncremental: a peer set of single addresses is a
+// hash set, one with a range an interval set, and the kind is in the name.
+// A set changing kind is then a new set beside the profile's replaced rules
+// and the old set deleted, in one small transaction, never a rebuild (a set
+// cannot change type in place).
+func TestPeerSetKindChangeIsIncremental(t *testing.T) {
+	ns := testenv.NetNS(t)
+	c := openConn(t, ns, OwnershipOff)
+	pl := testPlan()
+	var r nft.Renderer
+	syncAndVerify(t, c, r.Render(pl), "first sync")
+	a := netip.MustParseAddr
+	const hash, interval = "ingress-i000000000001-any-v4-h", "ingress-i000000000001-any-v4"
+	for _, step := range []struct {
+		name     string
+		any      addrset.Set
+		has, not string
+		typ      nft.SetType
+	}{
+		{"a range joins the single addresses", addrset.OfAddrs(a("10.42.0.11"), a("10.42.0.12")), interval, hash, nft.Addr4},
+		{"single addresses again", addrset.OfAddrs(a("10.42.0.11"), a("10.42.0.50")), hash, interval, nft.Host4},
+	} {
+		edit(pl, "i000000000001", func(p *plan.Profile) { p.Any = step.any })
+		want := r.Render(pl)
+		res := syncAndVerify(t, c, want, step.name)
+		if res.Rebuilt {
+			t.Errorf("%s: the table was rebuilt", step.name)
+		}
+		if s := want.Sets[step.has]; s == nil || s.Type != step.typ || want.Sets[step.not] != nil {
+			t.Errorf("%s: want set %s of type %v and no set %s; sets: %v", step.name, step.has, step.typ, step.not, want.SetNames())
+		}
+		t.Logf("%s: %d messages, %d bytes", step.name, res.Messages, res.Bytes)
+		if res.Messages > 20 {
+			t.Errorf("%s: %d messages, want a small transaction", step.name, res.Messages)
+		}
+		full, err := c.Verify(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !full.Empty() {
+			t.Errorf("%s: the kernel reads back different:\n%s", step.name, strings.Join(full.Differences, "\n"))
 		}
 	}
 }
