@@ -40,8 +40,9 @@ func TestForeignSetRefusedByTheKernelIsReplaced(t *testing.T) {
 		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "a"}},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
 				Ports: []networkingv1.NetworkPolicyPort{{Port: &port}},
-				From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.0.2.0/28"}},
-					{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/28"}}},
+				// Each peer is two ranges, more than the foreign set's size.
+				From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.0.2.0/28", Except: []string{"192.0.2.4/30"}}},
+					{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/28", Except: []string{"198.51.100.4/30"}}}},
 			}}}}
 	p.SetPolicy(np)
 	name := newAddr4Set(t, p.Pending())
@@ -74,10 +75,11 @@ func TestForeignSetRefusedByTheKernelIsReplaced(t *testing.T) {
 	}
 }
 
-// newAddr4Set returns the name of an IPv4 address set that d adds.
+// newAddr4Set returns the name of an IPv4 address set of more elements
+// than one that d adds.
 func newAddr4Set(t *testing.T, d *nft.Delta) string {
 	t.Helper()
-	i := slices.IndexFunc(d.AddSets, func(s *nft.Set) bool { return s.Type == nft.Addr4 && len(s.Elements()) > 0 })
+	i := slices.IndexFunc(d.AddSets, func(s *nft.Set) bool { return s.Type == nft.Addr4 && len(s.Elements()) > 1 })
 	if i < 0 {
 		t.Fatalf("the change adds no IPv4 address set: %v", d.Differences)
 	}

@@ -118,9 +118,11 @@ func refusedPolicy(strike int) *networkingv1.NetworkPolicy {
 	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "canary", Name: fmt.Sprintf("refused-%d", strike)},
 		Spec: networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{
 			Ports: []networkingv1.NetworkPolicyPort{{Port: &port}},
+			// Each peer is a set of its own (shared peer sets) of two
+			// ranges, more than the foreign set's size of one.
 			From: []networkingv1.NetworkPolicyPeer{
-				{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("192.0.2.%d/30", 4*(strike%32))}},
-				{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("198.51.100.%d/30", 4*(strike%32))}},
+				{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("192.0.2.%d/29", 8*(strike%32)), Except: []string{fmt.Sprintf("192.0.2.%d/31", 8*(strike%32)+2)}}},
+				{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("198.51.100.%d/29", 8*(strike%32)), Except: []string{fmt.Sprintf("198.51.100.%d/31", 8*(strike%32)+2)}}},
 			},
 		}}}}
 }
@@ -134,8 +136,9 @@ func withPolicy(pols map[string]*networkingv1.NetworkPolicy, np *networkingv1.Ne
 	return out
 }
 
-// newAddr4Set returns the name of an IPv4 address set with elements that
-// the table snap requires has and the kernel's has not.
+// newAddr4Set returns the name of an IPv4 address set with more elements
+// than one (the foreign set's size) that the table snap requires has and
+// the kernel's has not.
 func (r *run) newAddr4Set(snap *cluster.Snapshot) (string, error) {
 	_, want := enforce.Preview(snap, nodeName, policy.Options{DefaultDenyUnknown: true}, nft.DropLog{})
 	reader, err := kernel.Open(kernel.Options{NetNSFD: r.lab.Node(nodeName).NS().FD(), Ownership: kernel.OwnershipOff})
@@ -148,9 +151,9 @@ func (r *run) newAddr4Set(snap *cluster.Snapshot) (string, error) {
 		return "", fmt.Errorf("read the table: %w", err)
 	}
 	d := nft.Diff(want, have)
-	i := slices.IndexFunc(d.AddSets, func(s *nft.Set) bool { return s.Type == nft.Addr4 && len(s.Elements()) > 0 })
+	i := slices.IndexFunc(d.AddSets, func(s *nft.Set) bool { return s.Type == nft.Addr4 && len(s.Elements()) > 1 })
 	if i < 0 {
-		return "", fmt.Errorf("the policy adds no IPv4 address set: %s", strings.Join(d.Differences, "; "))
+		return "", fmt.Errorf("the policy adds no IPv4 address set of two ranges or more: %s", strings.Join(d.Differences, "; "))
 	}
 	return d.AddSets[i].Name, nil
 }
