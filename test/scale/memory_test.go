@@ -97,8 +97,11 @@ func TestAgentMemory(t *testing.T) {
 	t.Logf("created %d namespaces, %d pods and %d policies through the API in %s", len(s.Namespaces), len(s.Pods), len(s.Policies), m.Setup)
 
 	begin = time.Now()
+	// The runtime's settings (GOMEMLIMIT, GOGC) as deploy/'s DaemonSet gives
+	// them: they decide how far the heap grows before a collection.
+	env := framework.AgentOptionsFromDaemonSet(t, framework.AgentDaemonSet(t), node).Env
 	agent := cp.StartAgent(t, framework.AgentOptions{NodeName: node, Kubeconfig: cp.AgentKubeconfig(t),
-		HealthAddr: "127.0.0.1:9943", MetricsAddr: "127.0.0.1:9942", Extra: []string{"--profiling"}})
+		HealthAddr: "127.0.0.1:9943", MetricsAddr: "127.0.0.1:9942", Extra: []string{"--profiling"}, Env: env})
 	want := len(policy.Compile(s, node, policy.Options{}).Pods)
 	framework.WaitFor(t, 10*time.Minute, "the agent enforces the node's pods", func(ctx context.Context) (bool, error) {
 		if code, body, err := agent.Get(ctx, "/readyz"); err != nil || code != http.StatusOK {
