@@ -30,7 +30,7 @@ func BenchmarkCut(b *testing.B) {
 				b.StopTimer()
 				fill(b, c, n)
 				b.StartTimer()
-				res, err := c.Cut(func(f Flow) bool { return f.Dst.Port() != 8081 })
+				res, err := c.Cut(func(f Flow) bool { return f.Dst.Port() != 8081 }, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -38,7 +38,7 @@ func BenchmarkCut(b *testing.B) {
 					b.Fatalf("cut %d of %d judged entries, want %d of %d", len(res.Cut), res.Judged, n, 2*n)
 				}
 				b.StopTimer()
-				if _, err := c.Cut(func(Flow) bool { return false }); err != nil { // empty the table
+				if _, err := c.Cut(func(Flow) bool { return false }, nil); err != nil { // empty the table
 					b.Fatal(err)
 				}
 				b.StartTimer()

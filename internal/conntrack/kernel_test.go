@@ -269,7 +269,7 @@ func TestCutDeniedKeepAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Cut(allowedNow)
+	res, err := c.Cut(allowedNow, nil)
 	if err != nil {
 		t.Fatalf("cut: %v", err)
 	}
