@@ -50,7 +50,7 @@ func BenchmarkCut(b *testing.B) {
 
 // fill creates n entries to port 8081 (denied) and n to port 8080
 // (allowed), alternating protocols and families.
-func fill(b *testing.B, c *Conn, n int) {
+func fill(b testing.TB, c *Conn, n int) {
 	b.Helper()
 	const established = 3
 	for i := range 2 * n {
