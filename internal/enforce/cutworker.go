@@ -39,9 +39,10 @@ type cutWorker struct {
 	last    *conntrack.Result
 	lastErr error
 
-	kick chan struct{} // capacity 1: requests while busy coalesce
-	stop chan struct{}
-	done chan struct{}
+	kick     chan struct{} // capacity 1: requests while busy coalesce
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 func newCutWorker(c Cutter) *cutWorker {
@@ -128,7 +129,7 @@ func (w *cutWorker) wait() (*conntrack.Result, error) {
 
 // close stops the worker after the run under way, if any.
 func (w *cutWorker) close() {
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.done
 	w.mu.Lock()
 	w.busy, w.due = false, false
