@@ -45,6 +45,7 @@ func Run(ctx context.Context, cfg Config, client kubernetes.Interface, cnps cnpc
 	}
 
 	a := newAgent(cfg, log, pipe, newEventSink(client, cfg.NodeName))
+	pipe.OnCut(a.reportCut)
 	defer a.events.shutdown()
 	if !cfg.DropLog.Off {
 		// Before the first sync, so no record of the new table is missed.
@@ -175,7 +176,6 @@ func (a *agent) sync() bool {
 	policies, clusterPolicies := a.store.applyTo(a.pipe)
 	s, err := a.pipe.Sync()
 	a.reportProblems(policies, clusterPolicies, s.Plan)
-	a.reportCut(s.Cut)
 	res := s.Result
 	if res.Messages > 0 {
 		a.metrics.applyDuration.Observe(res.Duration.Seconds())
@@ -201,9 +201,6 @@ func (a *agent) sync() bool {
 		if !a.settle(causeAfterApply, s.Check, err) {
 			return false
 		}
-	} else if err != nil { // a cut retried without a transaction
-		a.fail(err)
-		return false
 	}
 	a.metrics.syncDuration.Observe(time.Since(start).Seconds())
 	a.succeed(s.Plan, s.Table)
@@ -225,9 +222,6 @@ func (a *agent) verify(cause string) bool {
 	}
 	a.metrics.verifications.WithLabelValues(cause).Inc()
 	chk, err := a.pipe.Verify()
-	if chk != nil {
-		a.reportCut(chk.Cut)
-	}
 	return a.settle(cause, chk, err)
 }
 
@@ -258,9 +252,6 @@ func (a *agent) settle(cause string, chk *enforce.Check, err error) bool {
 func (a *agent) fail(err error) {
 	a.failures++
 	a.metrics.applyErrors.Inc()
-	if enforce.StageOf(err) == enforce.StageCut {
-		a.metrics.cutErrors.Inc()
-	}
 	a.metrics.degraded.Set(1)
 	reason := err.Error()
 	if errors.Is(err, kernel.ErrOwnedElsewhere) {
@@ -309,18 +300,26 @@ func (a *agent) stop() error {
 	return a.pipe.DeleteTable()
 }
 
-// reportCut accounts for a cut of denied connections after a commit. A
-// failed cut is reported by the sync's error; what it did delete counts.
-func (a *agent) reportCut(res *conntrack.Result) {
+// reportCut accounts for a cut of denied connections after a commit; the
+// pipeline's cut worker calls it on its own goroutine, so it only touches
+// metrics and the log. A failed cut leaves the committed table in force
+// (new connections are judged by it) and the worker retries it, so it does
+// not degrade the agent; what it did delete counts.
+func (a *agent) reportCut(res *conntrack.Result, err error) {
+	if err != nil {
+		a.metrics.cutErrors.Inc()
+		a.log.Error("cut of denied connections failed; the table is in force, retrying the cut", "reason", err.Error())
+	}
 	if res == nil {
 		return
 	}
 	a.metrics.cutDuration.Observe(res.Took.Seconds())
 	a.metrics.cutEntries.Add(float64(len(res.Cut)))
 	if len(res.Cut) == 0 && res.Gone == 0 {
-		a.log.Debug("no connection to cut", "entries", res.Entries, "judged", res.Judged, "took", res.Took)
+		a.log.Debug("no connection to cut", "entries", res.Entries, "judged", res.Judged, "spared", res.Spared, "took", res.Took)
 		return
 	}
-	a.log.Info("connections cut", "cut", len(res.Cut), "gone", res.Gone, "entries", res.Entries, "judged", res.Judged, "took", res.Took)
+	a.log.Info("connections cut", "cut", len(res.Cut), "gone", res.Gone, "spared", res.Spared, "entries", res.Entries,
+		"judged", res.Judged, "took", res.Took)
 	a.log.Debug("connections cut", "flows", res.Cut)
 }

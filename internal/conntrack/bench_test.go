@@ -30,7 +30,7 @@ func BenchmarkCut(b *testing.B) {
 				b.StopTimer()
 				fill(b, c, n)
 				b.StartTimer()
-				res, err := c.Cut(func(f Flow) bool { return f.Dst.Port() != 8081 })
+				res, err := c.Cut(func(f Flow) bool { return f.Dst.Port() != 8081 }, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -38,7 +38,7 @@ func BenchmarkCut(b *testing.B) {
 					b.Fatalf("cut %d of %d judged entries, want %d of %d", len(res.Cut), res.Judged, n, 2*n)
 				}
 				b.StopTimer()
-				if _, err := c.Cut(func(Flow) bool { return false }); err != nil { // empty the table
+				if _, err := c.Cut(func(Flow) bool { return false }, nil); err != nil { // empty the table
 					b.Fatal(err)
 				}
 				b.StartTimer()
@@ -50,7 +50,7 @@ func BenchmarkCut(b *testing.B) {
 
 // fill creates n entries to port 8081 (denied) and n to port 8080
 // (allowed), alternating protocols and families.
-func fill(b *testing.B, c *Conn, n int) {
+func fill(b testing.TB, c *Conn, n int) {
 	b.Helper()
 	const established = 3
 	for i := range 2 * n {

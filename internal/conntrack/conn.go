@@ -3,6 +3,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -42,6 +43,7 @@ type Result struct {
 	Judged  int           // of those, TCP and UDP entries that still carry data
 	Cut     []Flow        // flows whose entries were deleted
 	Gone    int           // denied entries that ended by themselves before their deletion
+	Spared  int           // denied at the listing, allowed again at their deletion (a newer verdict)
 	Took    time.Duration // listing, judging and deleting
 }
 
@@ -66,7 +68,14 @@ func (c *Conn) Flows() ([]Flow, error) {
 // with allowed). An entry is deleted by its tuple and kernel ID, so a new
 // connection that reused the tuple in the meantime is left alone. It goes on
 // after a failed deletion and returns every failure joined.
-func (c *Conn) Cut(allowed Allowed) (Result, error) {
+//
+// allowed may change its mind while Cut runs (a caller that judges with the
+// latest committed verdict): each entry found denied is judged again right
+// before its deletion, with guard held (when not nil) across that judgement
+// and the deletion, so a caller that takes the other side of guard around
+// changing the verdict never sees an entry deleted under a verdict it had
+// already replaced.
+func (c *Conn) Cut(allowed Allowed, guard sync.Locker) (Result, error) {
 	start := time.Now()
 	entries, err := c.c.Dump(nil)
 	if err != nil {
@@ -76,17 +85,33 @@ func (c *Conn) Cut(allowed Allowed) (Result, error) {
 	res := Result{Entries: len(entries), Judged: n}
 	var errs []error
 	for i, e := range cut {
-		// Both tuples: the library takes the request's family from them.
-		err := c.c.Delete(ct.Flow{ID: e.ID, Zone: e.Zone, TupleOrig: e.TupleOrig, TupleReply: e.TupleReply})
-		switch {
-		case err == nil:
-			res.Cut = append(res.Cut, flows[i])
-		case errors.Is(err, unix.ENOENT):
-			res.Gone++
-		default:
-			errs = append(errs, fmt.Errorf("delete conntrack entry of %s: %w", flows[i], err))
+		if spared, err := c.deleteDenied(e, flows[i], allowed, guard); spared {
+			res.Spared++
+		} else {
+			switch {
+			case err == nil:
+				res.Cut = append(res.Cut, flows[i])
+			case errors.Is(err, unix.ENOENT):
+				res.Gone++
+			default:
+				errs = append(errs, fmt.Errorf("delete conntrack entry of %s: %w", flows[i], err))
+			}
 		}
 	}
 	res.Took = time.Since(start)
 	return res, errors.Join(errs...)
+}
+
+// deleteDenied deletes e unless allowed now accepts f, and reports whether
+// it spared it instead.
+func (c *Conn) deleteDenied(e ct.Flow, f Flow, allowed Allowed, guard sync.Locker) (spared bool, err error) {
+	if guard != nil {
+		guard.Lock()
+		defer guard.Unlock()
+	}
+	if allowed(f) {
+		return true, nil
+	}
+	// Both tuples: the library takes the request's family from them.
+	return false, c.c.Delete(ct.Flow{ID: e.ID, Zone: e.Zone, TupleOrig: e.TupleOrig, TupleReply: e.TupleReply})
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,7 +270,7 @@ func TestCutDeniedKeepAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Cut(allowedNow)
+	res, err := c.Cut(allowedNow, nil)
 	if err != nil {
 		t.Fatalf("cut: %v", err)
 	}
@@ -387,4 +388,57 @@ func sameFlows(got, want []Flow) bool {
 		seen[f]--
 	}
 	return true
+}
+
+// heldLocker counts the times it was taken and says whether it is held.
+type heldLocker struct {
+	mu   sync.Mutex
+	n    int
+	held bool
+}
+
+func (l *heldLocker) Lock()   { l.mu.Lock(); l.n++; l.held = true }
+func (l *heldLocker) Unlock() { l.held = false; l.mu.Unlock() }
+
+// TestCutJudgesAgainUnderTheGuard: a verdict that changes between the
+// listing and the deletions (a newer plan committed meanwhile) is asked
+// again, with the guard held, before each deletion; entries it allows by
+// then are spared and stay in the table.
+func TestCutJudgesAgainUnderTheGuard(t *testing.T) {
+	p := newPair(t)
+	p.nft(t, table)
+	c, err := Dial(p.server.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 20
+	fill(t, c, n) // n entries to 8081 (half TCP, half UDP), n to 8080
+	guard := &heldLocker{}
+	res, err := c.Cut(func(f Flow) bool {
+		if f.Dst.Port() != 8081 {
+			return true
+		}
+		// The listing denies every 8081 entry; by the deletions a newer
+		// verdict allows UDP again.
+		return guard.held && f.Protocol == plan.UDP
+	}, guard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cut) != n/2 || res.Spared != n/2 || guard.n != n {
+		t.Fatalf("cut %d, spared %d, guard taken %d times; want %d, %d, %d", len(res.Cut), res.Spared, guard.n, n/2, n/2, n)
+	}
+	for _, f := range res.Cut {
+		if f.Protocol != plan.TCP {
+			t.Errorf("cut %s, which the verdict at its deletion allowed", f)
+		}
+	}
+	left, err := c.Flows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2*n-n/2 {
+		t.Errorf("%d entries left, want %d (the allowed and the spared)", len(left), 2*n-n/2)
+	}
 }

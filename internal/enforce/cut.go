@@ -2,8 +2,10 @@ package enforce
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/kube-fence/kube-fence/internal/conntrack"
+	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -27,25 +29,52 @@ func ParseExistingConnections(s string) (ExistingConnections, error) {
 	return "", fmt.Errorf("--existing-connections: %q is not cut or keep", s)
 }
 
-// Cutter deletes the conntrack entries whose flows a verdict refuses:
+// Cutter deletes the conntrack entries whose flows a verdict refuses,
+// judging each again under guard right before its deletion:
 // *conntrack.Conn, or a fake in unit tests.
 type Cutter interface {
-	Cut(conntrack.Allowed) (conntrack.Result, error)
+	Cut(allowed conntrack.Allowed, guard sync.Locker) (conntrack.Result, error)
 	Close() error
 }
 
 var _ Cutter = (*conntrack.Conn)(nil)
 
 // StageCut is the deletion of the conntrack entries of denied connections
-// after a commit. The table is committed; a failed cut is retried by the
-// next Sync or Verify.
+// after a commit. The table is committed; the cut worker retries a failed
+// cut with a growing backoff, and the next commit that may narrow asks for
+// one anyway.
 const StageCut Stage = "cut connections"
 
 // CutConnections makes the pipeline cut, after every transaction that
 // commits a change (its own, or a repair of someone else's), the connections
-// the new plan denies. The pipeline owns c and closes it. Without it,
-// connections open before a change are kept.
-func (p *Pipeline) CutConnections(c Cutter) { p.cutter = c }
+// the new plan denies, on a goroutine of its own (see cutWorker). The
+// pipeline owns c and closes it. Without it, connections open before a
+// change are kept. Call it before the first Apply.
+func (p *Pipeline) CutConnections(c Cutter) { p.cut = newCutWorker(c) }
+
+// OnCut sets f to be called, on the cut worker's goroutine, with what each
+// cut did and its error (of StageCut), which the worker retries. Without
+// CutConnections it is never called.
+func (p *Pipeline) OnCut(f func(*conntrack.Result, error)) {
+	if p.cut == nil {
+		return
+	}
+	p.cut.mu.Lock()
+	p.cut.onCut = f
+	p.cut.mu.Unlock()
+}
+
+// WaitCut waits until the cuts asked for so far are done, or the last one
+// failed and waits for its retry, and returns what the last one did: nil
+// when none ran (nothing committed, or connections are kept). Sync never
+// waits for a cut; tests and the lab, whose next step probes the
+// connections, do.
+func (p *Pipeline) WaitCut() (*conntrack.Result, error) {
+	if p.cut == nil {
+		return nil, nil
+	}
+	return p.cut.wait()
+}
 
 // OpenCutter opens the conntrack socket of the namespace whose forward hook
 // the table is in: netnsFD, or the caller's own namespace when netnsFD is 0
@@ -57,19 +86,29 @@ func OpenCutter(netnsFD int) (Cutter, error) {
 	return conntrack.Dial(netnsFD)
 }
 
-// cutIfDue cuts the connections the committed plan denies when a commit
-// since the last successful cut asked for it. It returns nil when nothing
-// was due.
-func (p *Pipeline) cutIfDue() (*conntrack.Result, error) {
-	if p.cutter == nil || !p.cutDue || p.plan == nil {
-		return nil, nil
+// commit sends a's table, and publishes its plan to the cut worker in the
+// same critical section: see cutWorker.
+func (p *Pipeline) commit(a *Applied) (*nft.Result, error) {
+	if p.cut == nil {
+		return p.write(a.Table, p.conn.Sync)
 	}
-	res, err := p.cutter.Cut(Allowed(p.plan))
-	if err != nil {
-		return &res, &Error{StageCut, err}
+	p.cut.commit.Lock()
+	defer p.cut.commit.Unlock()
+	res, err := p.write(a.Table, p.conn.Sync)
+	if err == nil {
+		p.cut.plan.Store(a.Plan)
+	}
+	return res, err
+}
+
+// askCut hands the cut to the worker when a commit since the last one asked
+// for it.
+func (p *Pipeline) askCut() {
+	if p.cut == nil || !p.cutDue || p.plan == nil {
+		return
 	}
 	p.cutDue = false
-	return &res, nil
+	p.cut.request()
 }
 
 // Allowed is pl's verdict on a connection, as the table judges its first

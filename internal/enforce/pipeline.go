@@ -12,7 +12,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kube-fence/kube-fence/internal/cluster"
-	"github.com/kube-fence/kube-fence/internal/conntrack"
 	"github.com/kube-fence/kube-fence/internal/nft"
 	"github.com/kube-fence/kube-fence/internal/plan"
 	"github.com/kube-fence/kube-fence/internal/policy"
@@ -91,9 +90,6 @@ type Check struct {
 	Differences []string
 	// Repair is the transaction that removed them, nil when none was needed.
 	Repair *nft.Result
-	// Cut is what the cut of denied connections after the repair did; nil
-	// when none ran (see CutConnections).
-	Cut *conntrack.Result
 }
 
 // Sync is what Sync did: the transaction and, when it changed something,
@@ -101,9 +97,6 @@ type Check struct {
 type Sync struct {
 	*Applied
 	Check *Check // nil when the transaction changed nothing
-	// Cut is what the cut of denied connections after the commit did; nil
-	// when none ran (nothing committed, or connections are kept).
-	Cut *conntrack.Result
 }
 
 // Changes receives object changes. Pipeline implements it; the agent's
@@ -136,8 +129,8 @@ type Pipeline struct {
 	// about to commit, and the previous plan again when it fails.
 	committing func(enforced, audit *plan.Plan)
 	auditPlan  *plan.Plan
-	cutter     Cutter // nil: connections open before a change are kept
-	cutDue     bool   // a commit since the last successful cut
+	cut        *cutWorker // nil: connections open before a change are kept
+	cutDue     bool       // a commit since the last cut was asked for
 	// MaxPeerRanges, unless a test sets another budget.
 	maxPeerRanges int
 	// refused counts the transactions refused in a row (see write).
@@ -265,8 +258,9 @@ func loadInto(c Changes, s *cluster.Snapshot) {
 // Sync brings the kernel's table to the objects as handed over so far: it
 // applies the changes (Apply) and, when the transaction changed something,
 // reads back what it changed and repairs any difference (ReadBack); then,
-// with CutConnections, it cuts the connections the committed plan denies.
-// The rest of the table is left to Verify.
+// with CutConnections, it asks for a cut of the connections the committed
+// plan denies, which runs after Sync returns (WaitCut waits for it). The
+// rest of the table is left to Verify.
 func (p *Pipeline) Sync() (*Sync, error) {
 	a, err := p.Apply()
 	s := &Sync{Applied: a}
@@ -280,8 +274,8 @@ func (p *Pipeline) Sync() (*Sync, error) {
 	}
 	// After the commit, never before: a packet between a cut and the
 	// commit would open the entry again under the old table.
-	s.Cut, err = p.cutIfDue()
-	return s, err
+	p.askCut()
+	return s, nil
 }
 
 // Apply compiles what changed since the last Apply, renders it, and
@@ -300,7 +294,7 @@ func (p *Pipeline) Apply() (*Applied, error) {
 	if p.committing != nil {
 		p.committing(a.Plan, a.Audit)
 	}
-	res, err := p.write(a.Table, p.conn.Sync)
+	res, err := p.commit(a)
 	a.Transaction = t.lap()
 	if err != nil && p.committing != nil {
 		p.committing(p.plan, p.auditPlan)
@@ -363,8 +357,8 @@ func (p *Pipeline) Verify() (*Check, error) {
 	if err != nil {
 		return c, err
 	}
-	c.Cut, err = p.cutIfDue()
-	return c, err
+	p.askCut()
+	return c, nil
 }
 
 func (p *Pipeline) settle(d *nft.Delta) (*Check, error) {
@@ -415,8 +409,9 @@ func (p *Pipeline) PortID() uint32 { return p.conn.PortID() }
 // Close closes the connections. The table stays in the kernel.
 func (p *Pipeline) Close() error {
 	err := p.conn.Close()
-	if p.cutter != nil {
-		err = errors.Join(err, p.cutter.Close())
+	if p.cut != nil {
+		p.cut.close()
+		err = errors.Join(err, p.cut.cutter.Close())
 	}
 	return err
 }

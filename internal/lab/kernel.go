@@ -92,6 +92,11 @@ func (e *KernelEnforcer) Enforce(_ context.Context, node *Node, snap *cluster.Sn
 	if err != nil {
 		return fmt.Errorf("node %s: %w", node.Name(), err)
 	}
+	// The agent cuts off its writer's path; a step of the lab is enforced,
+	// cut included, when it returns, since the next one probes the flows.
+	if _, err := np.pipe.WaitCut(); err != nil {
+		return fmt.Errorf("node %s: %w", node.Name(), err)
+	}
 	if s.Check != nil && len(s.Check.Differences) > 0 {
 		// The lab's kernel is nobody else's: a difference right after a
 		// transaction is a bug, even if the repair mended it.
