@@ -7,6 +7,7 @@ import (
 
 	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
+	"github.com/kube-fence/kube-fence/internal/plan/plantest"
 )
 
 // TestRenderSharesPeerSets: a peer's sets are in the table once however
@@ -76,6 +77,32 @@ func TestRenderSharesPeerSets(t *testing.T) {
 	for name := range t4.Sets {
 		if len(name) > len(peerSetsPrefix) && name[:len(peerSetsPrefix)] == peerSetsPrefix {
 			t.Errorf("set %s outlived every profile using it", name)
+		}
+	}
+}
+
+// TestFixedSetsHoldThePlan: the fixed sets (the node's addresses, the pod
+// CIDRs) hold what the plan says whatever the profiles' rules refer to
+// them: a tiered egress profile returns for the node's addresses, and
+// writing that rule once re-added node-addrs with every address, which
+// opened every pod to everyone (caught by the mixed conformance cases).
+func TestFixedSetsHoldThePlan(t *testing.T) {
+	pl := plantest.Tiered()
+	pl.NodeAddrs = addrset.OfAddrs(netip.MustParseAddr("192.168.100.1"), netip.MustParseAddr("fd00::1"))
+	if !pl.DefaultDenyUnknown {
+		t.Fatal("the plan must deny unknown addresses, so the pod CIDR sets are not empty")
+	}
+	tab := Render(pl)
+	for name, want := range map[string][]addrset.Range{
+		setNodeAddrs4: pl.NodeAddrs.V4(), setNodeAddrs6: pl.NodeAddrs.V6(),
+		setPodCIDRs4: pl.PodCIDRs.V4(), setPodCIDRs6: pl.PodCIDRs.V6(),
+	} {
+		s := tab.Sets[name]
+		if s == nil {
+			t.Fatalf("set %s is missing", name)
+		}
+		if !sameRanges(s.Ranges, want) {
+			t.Errorf("set %s holds %v, want %v", name, s.Ranges, want)
 		}
 	}
 }

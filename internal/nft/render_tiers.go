@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/nftables/expr"
 
-	"github.com/kube-fence/kube-fence/internal/addrset"
 	"github.com/kube-fence/kube-fence/internal/plan"
 )
 
@@ -66,8 +65,10 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 	} else {
 		if b.dir == plan.Egress {
 			// The node's addresses change without the profile: both
-			// families' rules stay, whatever the sets hold.
-			rest = append(rest, b.matchSets(setNodeAddrs4, setNodeAddrs6, addrset.All(), ret)...)
+			// families' rules stay, whatever the sets hold. Not through
+			// matchSets, which would add the sets: these are the fixed
+			// node-addrs sets the table already holds.
+			rest = append(rest, rule(ipDaddr.inSet(setNodeAddrs4), ret), rule(ip6Daddr.inSet(setNodeAddrs6), ret))
 		}
 		np := b.npRules(p)
 		if len(p.Policies) > 0 {
@@ -85,12 +86,11 @@ func (b *profileBuilder) addTiered(p *plan.Profile) {
 }
 
 // tierRules returns the rules of one ClusterNetworkPolicy rule, ending in
-// v, and adds its sets.
+// v, and adds its sets (matchSets does).
 func (b *profileBuilder) tierRules(r *plan.TierRule, tier string, v stmt) []Rule {
 	var out []Rule
 	for _, m := range r.Matches {
 		set4, set6 := tierSetsPrefix+m.Key+"-v4", tierSetsPrefix+m.Key+"-v6"
-		b.addSets(set4, set6, m.Peers)
 		then := v
 		if m.Ports != nil {
 			ports := tierSetsPrefix + m.Key + "-ports"
