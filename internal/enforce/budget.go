@@ -34,21 +34,14 @@ const MaxPeerRanges = 1_000_000
 func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 	costs := make([]nft.ProfileCost, len(pl.Profiles))
 	sizes := make([]int, len(pl.Profiles)) // each profile's ranges as if alone
-	refs := map[string]int{}               // profiles matching each shared set
-	total := 0
+	var in nft.Ranges
 	for i, p := range pl.Profiles {
 		costs[i] = sized.cost(p)
-		sizes[i] = costs[i].Own
-		total += costs[i].Own
-		for _, pt := range distinctShared(costs[i]) {
-			sizes[i] += pt.Addrs.Len()
-			if refs[pt.Key]++; refs[pt.Key] == 1 {
-				total += pt.Addrs.Len()
-			}
-		}
+		sizes[i] = costs[i].Alone()
+		in.Add(costs[i])
 	}
 	sized.done()
-	if total <= limit {
+	if in.Total <= limit {
 		return pl
 	}
 	order := make([]int, len(pl.Profiles))
@@ -61,22 +54,16 @@ func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 	out := *pl
 	out.Profiles = slices.Clone(pl.Profiles)
 	out.Problems = slices.Clone(pl.Problems)
-	need := total
+	need := in.Total
 	for _, i := range order {
-		if total <= limit || sizes[i] == 0 {
+		if in.Total <= limit || sizes[i] == 0 {
 			break
 		}
 		p := pl.Profiles[i]
 		trimmed := *p
 		trimmed.Any, trimmed.AnyParts, trimmed.Ports = addrset.Set{}, nil, nil
 		out.Profiles[i] = &trimmed
-		// A shared set leaves the table with the last profile matching it.
-		total -= costs[i].Own
-		for _, pt := range distinctShared(costs[i]) {
-			if refs[pt.Key]--; refs[pt.Key] == 0 {
-				total -= pt.Addrs.Len()
-			}
-		}
+		in.Remove(costs[i])
 		out.Problems = append(out.Problems, overBudget(p, sizes[i], need, limit)...)
 	}
 	slices.SortFunc(out.Problems, func(a, b plan.Problem) int {
@@ -84,19 +71,6 @@ func withinBudget(pl *plan.Plan, limit int, sized *rangeCache) *plan.Plan {
 	})
 	out.Problems = slices.Compact(out.Problems)
 	return &out
-}
-
-// distinctShared returns c's shared peer sets, each once: a profile may
-// match one peer both on every port and in a port class.
-func distinctShared(c nft.ProfileCost) []plan.PeerSet {
-	seen := make(map[string]bool, len(c.Shared))
-	return slices.DeleteFunc(slices.Clone(c.Shared), func(pt plan.PeerSet) bool {
-		if seen[pt.Key] {
-			return true
-		}
-		seen[pt.Key] = true
-		return false
-	})
 }
 
 // rangeCache keeps the nft.CostOf the profiles of the last plan: the
